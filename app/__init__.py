@@ -1,0 +1,78 @@
+"""The application factory."""
+
+import logging
+import os
+
+from flask import Flask
+from flask_cors import CORS
+
+from app.auth import register_token_checks
+from app.cli import register_commands
+from app.errors import register_error_handlers, register_jwt_loaders
+from app.events import register_events
+from app.extensions import db, jwt, migrate, socketio
+from app.notifications import bp as notifications_bp
+from app.services.presence import init_presence
+from app.site import bp as site_bp
+from config import DEV_JWT_SECRET, Config, config_from_env
+
+
+def create_app(config: type[Config] | None = None, **overrides) -> Flask:
+    """Build the app: extensions, routes, Socket.IO handlers and CLI commands."""
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app.config.from_object(config or config_from_env())
+    app.config.update(overrides)
+    check_config(app)
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_events()
+    register_commands(app)
+    return app
+
+
+def check_config(app: Flask) -> None:
+    """Refuse to run production with settings that are only safe on a laptop."""
+    if app.config["ENV_NAME"] == "production" and app.config["JWT_SECRET_KEY"] == DEV_JWT_SECRET:
+        raise RuntimeError("JWT_SECRET_KEY must be set to a secret value in production")
+    if app.config["ENV_NAME"] == "production" and len(app.config["JWT_SECRET_KEY"]) < 32:
+        raise RuntimeError("JWT_SECRET_KEY must be at least 32 characters in production")
+
+
+def configure_logging(app: Flask) -> None:
+    """Log to stderr with timestamps, at LOG_LEVEL."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=app.config["LOG_LEVEL"],
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    logging.getLogger("app").setLevel(app.config["LOG_LEVEL"])
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extension instances to `app`."""
+    # The default SQLite file lives in instance/.
+    os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
+    jwt.init_app(app)
+    register_jwt_loaders(jwt)
+    register_token_checks()
+    socketio.init_app(
+        app,
+        async_mode=app.config["SOCKETIO_ASYNC_MODE"],
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
+        logger=False,
+        engineio_logger=False,
+    )
+    if app.config["CORS_ALLOWED_ORIGINS"]:
+        CORS(app, origins=app.config["CORS_ALLOWED_ORIGINS"], expose_headers=["Link"])
+    init_presence(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the REST API and the site routes (health, OpenAPI, browser client)."""
+    app.register_blueprint(notifications_bp)
+    app.register_blueprint(site_bp)

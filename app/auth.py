@@ -1,0 +1,118 @@
+"""Access tokens: from a token to the user it speaks for, for HTTP and Socket.IO alike."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+
+from flask import current_app
+from flask_jwt_extended import create_access_token, decode_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt import PyJWTError
+
+from app.errors import DomainError
+from app.extensions import jwt
+
+ADMIN_ROLE = "admin"
+
+
+class AuthError(Exception):
+    """A token was missing or not acceptable."""
+
+
+class ForbiddenError(DomainError):
+    """A valid token without the rights the route needs."""
+
+    status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified token speaks for."""
+
+    user_id: str
+    is_admin: bool
+
+
+def _claims_acceptable(claims: dict) -> bool:
+    """Beyond the signature: a non-empty string `sub` and an `exp`."""
+    sub = claims.get("sub")
+    return isinstance(sub, str) and sub != "" and "exp" in claims
+
+
+def register_token_checks() -> None:
+    """Make REST routes apply the same claim checks as Socket.IO connections."""
+    jwt.token_verification_loader(lambda _header, claims: _claims_acceptable(claims))
+
+
+def _identity(claims: dict) -> Identity:
+    return Identity(user_id=claims["sub"], is_admin=claims.get("role") == ADMIN_ROLE)
+
+
+def identity_from_token(token: str) -> Identity:
+    """Verify a raw token (signature, HS256 only, expiry, claims) or raise AuthError."""
+    try:
+        claims = decode_token(token)
+    except (PyJWTError, JWTExtendedException) as exc:
+        raise AuthError(str(exc) or type(exc).__name__) from exc
+    if not _claims_acceptable(claims):
+        raise AuthError("the token lacks a required claim (sub, exp)")
+    return _identity(claims)
+
+
+def bearer_token(header_value: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not header_value:
+        return None
+    scheme, _, token = header_value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def socket_identity(authorization: str | None, auth: object) -> Identity:
+    """The user of a Socket.IO connection: `Authorization` header, else `auth={"token": ...}`."""
+    token = bearer_token(authorization)
+    if token is None and isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        token = auth["token"]
+    if not token:
+        raise AuthError("no token: send `Authorization: Bearer <token>` or auth={token}")
+    return identity_from_token(token)
+
+
+def current_identity() -> Identity:
+    """The verified identity of the current HTTP request (after `user_required`)."""
+    return _identity(get_jwt())
+
+
+def user_required(view):
+    """Require a valid access token on an HTTP route (401 otherwise)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(view):
+    """Require a valid token whose `role` claim is "admin" (401 / 403 otherwise)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request()
+        if not current_identity().is_admin:
+            raise ForbiddenError("This route needs an admin token.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def create_token(user_id: str, admin: bool = False, expires_in: int | None = None) -> str:
+    """Sign an access token for `user_id` (claim `role: "admin"` when `admin`)."""
+    seconds = expires_in or current_app.config["JWT_ACCESS_TOKEN_EXPIRES_SECONDS"]
+    claims = {"role": ADMIN_ROLE} if admin else {}
+    return create_access_token(
+        identity=user_id, additional_claims=claims, expires_delta=timedelta(seconds=seconds)
+    )

@@ -1,0 +1,89 @@
+"""Flask commands: send a notification, sign a token."""
+
+import json
+import urllib.error
+import urllib.request
+
+import click
+from flask import Flask, current_app
+from marshmallow import ValidationError
+
+from app.auth import create_token
+from app.models import NotificationStatus
+from app.schemas import CreateNotificationsSchema
+from app.services import notifications as service
+
+
+def _server_url() -> str:
+    host = current_app.config["HOST"]
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{current_app.config['PORT']}"
+
+
+def _send_through_server(user_ids: list[str], message: str) -> list[dict] | None:
+    """POST to the running server so its connected users get it live; None if none runs.
+
+    Without a message queue only the server process knows who is connected, so
+    the CLI hands the notification to it over its own admin API.
+    """
+    url = f"{_server_url()}/v1/admin/notifications"
+    body = json.dumps({"userIds": user_ids, "message": message}).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {create_token('cli', admin=True, expires_in=60)}",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)["notifications"]
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise click.ClickException(f"the server at {url} refused: {exc.code} {detail}") from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return None
+        raise click.ClickException(f"could not reach the server at {url}: {exc.reason}") from exc
+
+
+@click.command("send-notification")
+@click.option("--user", "users", multiple=True, required=True, help="Target user id (repeatable).")
+@click.argument("message")
+def send_notification(users: tuple[str, ...], message: str) -> None:
+    """Send MESSAGE to each --user: live to connected users, otherwise stored PENDING."""
+    try:
+        data = CreateNotificationsSchema().load({"userIds": list(users), "message": message})
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid input: {json.dumps(exc.messages)}") from exc
+    statuses = _send_through_server(data["user_ids"], data["message"])
+    if statuses is None:
+        click.echo(f"no server answers at {_server_url()}: storing for delivery on connect", err=True)
+        created = service.create_notifications(data["user_ids"], data["message"])
+        statuses = [service.to_wire(n) for n in created]
+    delivered = sum(1 for n in statuses if n["status"] == NotificationStatus.DELIVERED.value)
+    click.echo(
+        f"created {len(statuses)}, delivered live {delivered}, pending {len(statuses) - delivered}"
+    )
+
+
+@click.command("create-token")
+@click.argument("user_id")
+@click.option("--admin", is_flag=True, help="Add the claim role=admin.")
+@click.option("--expires-in", type=click.IntRange(min=1), default=None, help="Lifetime in seconds.")
+def create_token_command(user_id: str, admin: bool, expires_in: int | None) -> None:
+    """Print a signed access token for USER_ID."""
+    if not user_id:
+        raise click.BadParameter("must not be empty", param_hint="USER_ID")
+    click.echo(create_token(user_id, admin=admin, expires_in=expires_in))
+
+
+def register_commands(app: Flask) -> None:
+    """Add the commands to `flask`."""
+    app.cli.add_command(send_notification)
+    app.cli.add_command(create_token_command)

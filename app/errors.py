@@ -1,0 +1,90 @@
+"""One JSON error envelope for every error: HTTP, validation, domain and JWT."""
+
+import logging
+
+from flask import Flask, current_app, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """An error the service layer raises; mapped to an HTTP status here."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(DomainError):
+    """The thing does not exist, or belongs to someone else."""
+
+    status = 404
+    code = "not_found"
+
+
+def error_response(status: int, code: str, message: str, details=None):
+    """Build the `{"error", "message"[, "details"]}` response."""
+    body = {"error": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return jsonify(body), status
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every exception a request can raise to the JSON envelope."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = _HTTP_CODES.get(exc.code, "http_error")
+        return error_response(exc.code, code, exc.description or exc.name)
+
+    @app.errorhandler(ValidationError)
+    def validation_error(exc: ValidationError):
+        return error_response(400, "validation_error", "The request is not valid.", exc.messages)
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):
+        db.session.rollback()
+        log.exception("unhandled error")
+        message = repr(exc) if current_app.debug else "An unexpected error occurred."
+        return error_response(500, "internal_error", message)
+
+
+def register_jwt_loaders(jwt) -> None:
+    """Give Flask-JWT-Extended's failures the same envelope (its defaults differ)."""
+
+    def unauthorized(message: str):
+        return error_response(401, "unauthorized", message)
+
+    jwt.unauthorized_loader(lambda reason: unauthorized(f"Missing or malformed token: {reason}"))
+    jwt.invalid_token_loader(lambda reason: unauthorized(f"Invalid token: {reason}"))
+    jwt.expired_token_loader(lambda _header, _data: unauthorized("The token has expired."))
+    jwt.token_verification_failed_loader(
+        lambda _header, _data: unauthorized("The token lacks a required claim (sub, exp).")
+    )
+    jwt.revoked_token_loader(lambda _header, _data: unauthorized("The token has been revoked."))
+    jwt.needs_fresh_token_loader(lambda _header, _data: unauthorized("A fresh token is required."))
+    jwt.user_lookup_error_loader(lambda _header, _data: unauthorized("Unknown user."))

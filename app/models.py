@@ -1,0 +1,89 @@
+"""Database models."""
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import DateTime, Enum, Index, String, Text, TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A fresh notification id: a random UUID as a string."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no zone, so values are normalised to UTC on the way in and
+    tagged as UTC on the way out; PostgreSQL stores `timestamptz`.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class NotificationStatus(str, enum.Enum):
+    """Life cycle of a notification: stored, then received by a socket, then read."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+
+
+class Notification(db.Model):
+    """One message for one user, kept as history."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[NotificationStatus] = mapped_column(
+        Enum(
+            NotificationStatus,
+            name="notification_status",
+            native_enum=False,
+            length=16,
+            create_constraint=True,
+            validate_strings=True,
+        ),
+        default=NotificationStatus.PENDING,
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    read_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # "this user's pending ones, oldest first" (connect) and the ?status= filter.
+        Index("ix_notifications_user_status_created", "user_id", "status", "created_at"),
+        # "this user's newest first" with a (created_at, id) cursor.
+        Index("ix_notifications_user_created_id", "user_id", "created_at", "id"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Notification {self.id} user={self.user_id} {self.status.value}>"

@@ -1,0 +1,5 @@
+"""The notifications blueprint: REST routes under /v1."""
+
+from app.notifications.routes import bp
+
+__all__ = ["bp"]

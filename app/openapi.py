@@ -1,0 +1,95 @@
+"""The OpenAPI document, built from the app's URL map and the marshmallow schemas."""
+
+import re
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask
+
+from app.schemas import (
+    CreateNotificationsSchema,
+    ErrorSchema,
+    HealthSchema,
+    ListQuerySchema,
+    NotificationListSchema,
+    NotificationSchema,
+)
+
+API_VERSION = "1.0.0"
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": "Error"}}}
+
+
+def _json(schema, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ID = {"in": "path", "name": "notification_id", "required": True, "schema": {"type": "string"}}
+_AUTH_ERRORS = {"401": _error("missing, invalid or expired token")}
+_NOT_FOUND = {"404": _error("no such notification of the caller's (or a malformed id)")}
+
+# What each endpoint takes and answers; paths and methods come from the URL map.
+OPERATIONS = {
+    "notifications.list_notifications": {
+        "parameters": [{"in": "query", "schema": ListQuerySchema}],
+        "responses": {
+            "200": {
+                **_json(NotificationSchema(many=True), "the page, newest first"),
+                "headers": {"Link": {"description": 'rel="next": the next page', "schema": {"type": "string"}}},
+            },
+            "400": _error("bad limit, status or cursor"),
+            **_AUTH_ERRORS,
+        },
+    },
+    "notifications.mark_read": {
+        "parameters": [_ID],
+        "responses": {"200": _json("Notification", "the notification, READ"), **_AUTH_ERRORS, **_NOT_FOUND},
+    },
+    "notifications.delete_notification": {
+        "parameters": [_ID],
+        "responses": {"204": {"description": "deleted"}, **_AUTH_ERRORS, **_NOT_FOUND},
+    },
+    "notifications.create_notifications": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": CreateNotificationsSchema}}},
+        "responses": {
+            "201": _json(NotificationListSchema, "one notification per distinct user"),
+            "400": _error("invalid body; nothing stored"),
+            "403": _error("the token is not an admin's"),
+            "413": _error("body over the size limit"),
+            **_AUTH_ERRORS,
+        },
+    },
+    "site.healthz": {
+        "security": [],
+        "responses": {"200": _json(HealthSchema, "the database answers"), "503": _error("it does not")},
+    },
+}
+
+
+def build_spec(app: Flask) -> dict:
+    """The OpenAPI 3 document of the routes listed in OPERATIONS."""
+    spec = APISpec(
+        title="Notification service",
+        version=API_VERSION,
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        security=[{"bearerAuth": []}],
+    )
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    spec.components.schema("Notification", schema=NotificationSchema)
+    spec.components.schema("Error", schema=ErrorSchema)
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        operation = OPERATIONS.get(rule.endpoint)
+        if operation is None:
+            continue
+        view = app.view_functions[rule.endpoint]
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
+        summary = (view.__doc__ or "").strip().splitlines()[0]
+        spec.path(
+            path=path,
+            operations={m.lower(): {"summary": summary, **operation} for m in methods},
+        )
+    return spec.to_dict()

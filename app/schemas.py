@@ -1,0 +1,108 @@
+"""Marshmallow schemas: what goes in and out on the wire (camelCase)."""
+
+from datetime import timezone
+
+from flask import current_app
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates
+
+from app.models import NotificationStatus
+
+MAX_USER_ID_LENGTH = 255
+MAX_LIST_LIMIT = 200
+DEFAULT_LIST_LIMIT = 50
+
+
+class UTCDateTime(fields.DateTime):
+    """ISO 8601 in UTC with a trailing `Z`, e.g. 2026-11-29T10:00:00.123456Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class NotificationSchema(Schema):
+    """A notification as clients see it."""
+
+    id = fields.String(dump_only=True)
+    user_id = fields.String(data_key="userId", dump_only=True)
+    message = fields.String(dump_only=True)
+    status = fields.Enum(NotificationStatus, by_value=True, dump_only=True)
+    created_at = UTCDateTime(data_key="createdAt", dump_only=True)
+    delivered_at = UTCDateTime(data_key="deliveredAt", dump_only=True, allow_none=True)
+    read_at = UTCDateTime(data_key="readAt", dump_only=True, allow_none=True)
+
+
+class NotificationListSchema(Schema):
+    """The body of `POST /v1/admin/notifications`'s answer."""
+
+    notifications = fields.List(fields.Nested(NotificationSchema))
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be empty or only whitespace.")
+
+
+class CreateNotificationsSchema(Schema):
+    """Body of `POST /v1/admin/notifications`: who gets it and what it says."""
+
+    user_ids = fields.List(
+        fields.String(validate=[validate.Length(min=1, max=MAX_USER_ID_LENGTH), _not_blank]),
+        data_key="userIds",
+        required=True,
+    )
+    message = fields.String(required=True, validate=_not_blank)
+
+    @validates("user_ids")
+    def _check_user_ids(self, value: list[str], **_kwargs) -> None:
+        limit = current_app.config["MAX_RECIPIENTS"]
+        if not value:
+            raise ValidationError("Give at least one user id.")
+        if len(set(value)) > limit:
+            raise ValidationError(f"At most {limit} distinct user ids per request.")
+
+    @validates("message")
+    def _check_message(self, value: str, **_kwargs) -> None:
+        limit = current_app.config["MAX_MESSAGE_LENGTH"]
+        if len(value) > limit:
+            raise ValidationError(f"At most {limit} characters.")
+
+
+class ListQuerySchema(Schema):
+    """Query string of `GET /v1/notifications`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(
+        load_default=DEFAULT_LIST_LIMIT,
+        validate=validate.Range(min=1, max=MAX_LIST_LIMIT),
+        metadata={"description": f"page size, 1-{MAX_LIST_LIMIT}"},
+    )
+    status = fields.Enum(NotificationStatus, by_value=True, load_default=None)
+    cursor = fields.String(
+        load_default=None,
+        metadata={"description": "opaque position from the `Link: rel=\"next\"` header"},
+    )
+
+    @pre_load
+    def _status_any_case(self, data, **_kwargs):
+        if "status" in data and isinstance(data["status"], str):
+            data = dict(data)
+            data["status"] = data["status"].upper()
+        return data
+
+
+class ErrorSchema(Schema):
+    """The one error envelope of every failed request."""
+
+    error = fields.String(required=True, metadata={"description": "machine-readable code"})
+    message = fields.String(required=True, metadata={"description": "text for a person"})
+    details = fields.Dict(metadata={"description": "per-field messages on validation errors"})
+
+
+class HealthSchema(Schema):
+    """Answer of `GET /healthz`."""
+
+    status = fields.String()

@@ -1,0 +1,1 @@
+"""The service layer: persistence, presence and emits."""

@@ -1,0 +1,266 @@
+"""Notifications: the one place that stores them and emits them to sockets.
+
+Ordering rules that keep a connecting user from missing a notification:
+
+- connect: join the room, count the socket as online, *then* claim the user's
+  PENDING rows (one UPDATE ... RETURNING) and send them;
+- create: read presence, insert every row in one statement and commit, emit to
+  the users that were online, *then* read presence again for the users stored
+  PENDING and claim and emit any whose user came online meanwhile.
+
+A create that saw the user offline either commits before the connect's claim
+(the claim picks the row up) or after it, in which case the second presence
+read sees the user online. Both sides claim with `status = 'PENDING'` in the
+WHERE clause, so a row is sent by exactly one of them.
+"""
+
+import base64
+import binascii
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
+from app.errors import DomainError, NotFoundError
+from app.extensions import db, socketio
+from app.models import Notification, NotificationStatus, new_id, utcnow
+from app.schemas import NotificationSchema
+from app.services.presence import get_presence
+
+log = logging.getLogger(__name__)
+
+NEW_NOTIFICATION = "new_notification"
+PENDING_NOTIFICATIONS = "pending_notifications"
+NAMESPACE = "/"
+
+_wire = NotificationSchema()
+
+
+def user_room(user_id: str) -> str:
+    """The private Socket.IO room of a user: every socket of that user is in it."""
+    return f"user:{user_id}"
+
+
+def to_wire(notification: Notification) -> dict:
+    """A notification as JSON-ready data, in the contract's camelCase form."""
+    return _wire.dump(notification)
+
+
+def _emit_each(notifications: Sequence[Notification]) -> None:
+    for notification in notifications:
+        socketio.emit(
+            NEW_NOTIFICATION, to_wire(notification), to=user_room(notification.user_id),
+            namespace=NAMESPACE,
+        )
+
+
+def create_notifications(user_ids: Sequence[str], message: str) -> list[Notification]:
+    """Store one notification per distinct user and send it live to those online.
+
+    All rows go in with one INSERT in one transaction; a row is DELIVERED when its
+    user had a socket connected, else PENDING (sent on their next connect).
+    """
+    targets = list(dict.fromkeys(user_ids))
+    if not targets or not all(isinstance(u, str) and u for u in targets):
+        raise DomainError("user ids must be a non-empty list of non-empty strings")
+    if not isinstance(message, str) or not message:
+        raise DomainError("message must be a non-empty string")
+
+    presence = get_presence()
+    online = presence.online(targets)
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id(),
+            "user_id": user_id,
+            "message": message,
+            "status": NotificationStatus.DELIVERED if user_id in online else NotificationStatus.PENDING,
+            "created_at": now,
+            "delivered_at": now if user_id in online else None,
+            "read_at": None,
+        }
+        for user_id in targets
+    ]
+    try:
+        db.session.execute(insert(Notification), rows)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    created = [Notification(**row) for row in rows]
+    _emit_each([n for n in created if n.status is NotificationStatus.DELIVERED])
+
+    late = _deliver_to_late_arrivals(created, presence)
+    log.info(
+        "created %d notification(s): %d delivered live, %d pending",
+        len(created), len(online) + late, len(created) - len(online) - late,
+    )
+    return created
+
+
+def _deliver_to_late_arrivals(created: list[Notification], presence) -> int:
+    """Send the PENDING ones whose user connected while the rows were being written."""
+    pending = [n for n in created if n.status is NotificationStatus.PENDING]
+    if not pending:
+        return 0
+    arrived = presence.online({n.user_id for n in pending})
+    if not arrived:
+        return 0
+    claimed = {n.id: n for n in mark_delivered([n.id for n in pending if n.user_id in arrived])}
+    for notification in pending:
+        if notification.id in claimed:
+            notification.status = NotificationStatus.DELIVERED
+            notification.delivered_at = claimed[notification.id].delivered_at
+    _emit_each(list(claimed.values()))
+    return len(claimed)
+
+
+def mark_delivered(notification_ids: Sequence[str]) -> list[Notification]:
+    """Mark the still-PENDING ones among `notification_ids` DELIVERED, in one UPDATE.
+
+    Returns exactly the rows this call changed, so a caller that sends them never
+    sends a row another caller already sent.
+    """
+    if not notification_ids:
+        return []
+    return _claim(Notification.id.in_(list(notification_ids)))
+
+
+def _claim(*criteria) -> list[Notification]:
+    statement = (
+        update(Notification)
+        .where(Notification.status == NotificationStatus.PENDING, *criteria)
+        .values(status=NotificationStatus.DELIVERED, delivered_at=utcnow())
+        .returning(Notification)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        claimed = list(db.session.scalars(statement))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return claimed
+
+
+def connect_socket(user_id: str, sid: str) -> list[Notification]:
+    """Register socket `sid` of `user_id` and send it the user's PENDING notifications.
+
+    The room is joined and the socket counted online before the PENDING rows are
+    claimed, so a notification created meanwhile is either claimed here or seen
+    by the creator's second presence read (see the module docstring).
+    """
+    socketio.server.enter_room(sid, user_room(user_id), namespace=NAMESPACE)
+    get_presence().add(user_id, sid)
+    pending = sorted(_claim(Notification.user_id == user_id), key=lambda n: (n.created_at, n.id))
+    if pending:
+        socketio.emit(
+            PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE
+        )
+    log.info("user %s connected (sid %s): %d pending sent", user_id, sid, len(pending))
+    return pending
+
+
+def disconnect_socket(sid: str) -> str | None:
+    """Stop counting socket `sid`; return its user, if it was counted."""
+    user_id = get_presence().remove(sid)
+    if user_id is not None:
+        log.info("user %s disconnected (sid %s)", user_id, sid)
+    return user_id
+
+
+def encode_cursor(notification: Notification) -> str:
+    """An opaque position just after `notification` in newest-first order."""
+    raw = f"{notification.created_at.isoformat()}|{notification.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, notification_id = raw.partition("|")
+        created_at = datetime.fromisoformat(stamp)
+        if created_at.tzinfo is None or not notification_id:
+            raise ValueError(raw)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise DomainError("The cursor is not valid; use the Link header as given.") from exc
+    return created_at, notification_id
+
+
+def list_notifications(
+    user_id: str,
+    limit: int,
+    status: NotificationStatus | None = None,
+    cursor: str | None = None,
+) -> tuple[list[Notification], str | None]:
+    """A page of the user's notifications, newest first, and the cursor of the next page."""
+    query = select(Notification).where(Notification.user_id == user_id)
+    if status is not None:
+        query = query.where(Notification.status == status)
+    if cursor:
+        created_at, notification_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Notification.created_at < created_at,
+                and_(Notification.created_at == created_at, Notification.id < notification_id),
+            )
+        )
+    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
+    rows = list(db.session.scalars(query))
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+def _owned(user_id: str, notification_id: str) -> Notification:
+    """The user's notification, or NotFoundError (also for someone else's or a malformed id)."""
+    try:
+        uuid.UUID(notification_id)
+    except ValueError:
+        raise NotFoundError("No such notification.") from None
+    notification = db.session.scalar(
+        select(Notification).where(
+            Notification.id == notification_id, Notification.user_id == user_id
+        )
+    )
+    if notification is None:
+        raise NotFoundError("No such notification.")
+    return notification
+
+
+def mark_read(user_id: str, notification_id: str) -> Notification:
+    """Mark one of the user's notifications READ; repeating it changes nothing."""
+    notification = _owned(user_id, notification_id)
+    if notification.status is not NotificationStatus.READ:
+        now = utcnow()
+        # Conditional, so two concurrent calls cannot both stamp a `readAt`.
+        db.session.execute(
+            update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.status != NotificationStatus.READ,
+            )
+            .values(
+                status=NotificationStatus.READ,
+                read_at=now,
+                # Read through the REST API before any socket got it: it reached the user.
+                delivered_at=func.coalesce(Notification.delivered_at, now),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        db.session.refresh(notification)
+    return notification
+
+
+def delete_notification(user_id: str, notification_id: str) -> None:
+    """Delete one of the user's notifications."""
+    _owned(user_id, notification_id)
+    db.session.execute(
+        delete(Notification).where(
+            Notification.id == notification_id, Notification.user_id == user_id
+        )
+    )
+    db.session.commit()

@@ -1,0 +1,100 @@
+"""Configuration classes; the only module that reads environment variables."""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_list(name: str) -> list[str] | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_url(raw: str | None) -> str:
+    """Normalise a database URL: default SQLite file, eventlet-safe PostgreSQL driver."""
+    if not raw:
+        return f"sqlite:///{BASE_DIR / 'instance' / 'notifications.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            # psycopg2 made green by psycogreen (see app/extensions.py) cooperates with eventlet.
+            return "postgresql+psycopg2://" + raw[len(prefix):]
+    return raw
+
+
+class Config:
+    """Settings shared by every environment, read from the environment once."""
+
+    ENV_NAME = "development"
+    HOST = os.environ.get("HOST", "127.0.0.1")
+    PORT = _env_int("PORT", 5000)
+
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+
+    SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None
+    # `flask ...` commands (run, send-notification, db) use threads; `python wsgi.py` uses eventlet.
+    SOCKETIO_ASYNC_MODE = "threading" if os.environ.get("FLASK_RUN_FROM_CLI") else "eventlet"
+    CORS_ALLOWED_ORIGINS = _env_list("CORS_ALLOWED_ORIGINS")
+
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or DEV_JWT_SECRET
+    JWT_ALGORITHM = "HS256"
+    JWT_DECODE_ALGORITHMS = ["HS256"]
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ACCESS_TOKEN_EXPIRES_SECONDS = _env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600)
+
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 4 * 1024 * 1024)
+    MAX_RECIPIENTS = _env_int("MAX_RECIPIENTS", 10_000)
+    MAX_MESSAGE_LENGTH = _env_int("MAX_MESSAGE_LENGTH", 2_000)
+
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+    PUBLIC_DIR = BASE_DIR / "public"
+    MIGRATIONS_DIR = BASE_DIR / "migrations"
+
+
+class DevelopmentConfig(Config):
+    """The embedded default: SQLite, one process, development secret allowed."""
+
+
+class TestingConfig(Config):
+    """Tests: the fixtures set a temporary database per test; no message queue."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    SOCKETIO_ASYNC_MODE = "threading"
+    SOCKETIO_MESSAGE_QUEUE = None
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+
+
+class ProductionConfig(Config):
+    """Production: refuses to start with the development secret (checked by the factory)."""
+
+    ENV_NAME = "production"
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    """The config class named by APP_ENV (development by default)."""
+    name = os.environ.get("APP_ENV", "development").lower()
+    if name not in CONFIGS:
+        raise RuntimeError(f"APP_ENV must be one of {sorted(CONFIGS)}, got {name!r}")
+    return CONFIGS[name]

@@ -31,7 +31,7 @@ def database_url(raw: str | None) -> str:
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
             # psycopg2 made green by psycogreen (see app/extensions.py) cooperates with eventlet.
-            return "postgresql+psycopg2://" + raw[len(prefix):]
+            return "postgresql+psycopg2://" + raw[len(prefix) :]
     return raw
 
 

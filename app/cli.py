@@ -6,6 +6,7 @@ import urllib.request
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from marshmallow import ValidationError
 
 from app.auth import create_token
@@ -53,6 +54,7 @@ def _send_through_server(user_ids: list[str], message: str) -> list[dict] | None
 
 
 @click.command("send-notification")
+@with_appcontext
 @click.option("--user", "users", multiple=True, required=True, help="Target user id (repeatable).")
 @click.argument("message")
 def send_notification(users: tuple[str, ...], message: str) -> None:
@@ -67,12 +69,11 @@ def send_notification(users: tuple[str, ...], message: str) -> None:
         created = service.create_notifications(data["user_ids"], data["message"])
         statuses = [service.to_wire(n) for n in created]
     delivered = sum(1 for n in statuses if n["status"] == NotificationStatus.DELIVERED.value)
-    click.echo(
-        f"created {len(statuses)}, delivered live {delivered}, pending {len(statuses) - delivered}"
-    )
+    click.echo(f"created {len(statuses)}, delivered live {delivered}, pending {len(statuses) - delivered}")
 
 
 @click.command("create-token")
+@with_appcontext
 @click.argument("user_id")
 @click.option("--admin", is_flag=True, help="Add the claim role=admin.")
 @click.option("--expires-in", type=click.IntRange(min=1), default=None, help="Lifetime in seconds.")

@@ -37,7 +37,9 @@ OPERATIONS = {
         "responses": {
             "200": {
                 **_json(NotificationSchema(many=True), "the page, newest first"),
-                "headers": {"Link": {"description": 'rel="next": the next page', "schema": {"type": "string"}}},
+                "headers": {
+                    "Link": {"description": 'rel="next": the next page', "schema": {"type": "string"}}
+                },
             },
             "400": _error("bad limit, status or cursor"),
             **_AUTH_ERRORS,
@@ -52,7 +54,10 @@ OPERATIONS = {
         "responses": {"204": {"description": "deleted"}, **_AUTH_ERRORS, **_NOT_FOUND},
     },
     "notifications.create_notifications": {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": CreateNotificationsSchema}}},
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": CreateNotificationsSchema}},
+        },
         "responses": {
             "201": _json(NotificationListSchema, "one notification per distinct user"),
             "400": _error("invalid body; nothing stored"),

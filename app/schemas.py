@@ -1,6 +1,6 @@
 """Marshmallow schemas: what goes in and out on the wire (camelCase)."""
 
-from datetime import timezone
+from datetime import UTC
 
 from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates
@@ -18,7 +18,7 @@ class UTCDateTime(fields.DateTime):
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class NotificationSchema(Schema):
@@ -83,7 +83,7 @@ class ListQuerySchema(Schema):
     status = fields.Enum(NotificationStatus, by_value=True, load_default=None)
     cursor = fields.String(
         load_default=None,
-        metadata={"description": "opaque position from the `Link: rel=\"next\"` header"},
+        metadata={"description": 'opaque position from the `Link: rel="next"` header'},
     )
 
     @pre_load

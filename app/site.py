@@ -32,7 +32,12 @@ def openapi():
     return build_spec(current_app)
 
 
-@bp.get("/client/", defaults={"filename": "index.html"})
+@bp.get("/client/")
+def client_index():
+    """The browser client's page."""
+    return client("index.html")
+
+
 @bp.get("/client/<path:filename>")
 def client(filename: str):
     """The browser client's files, and the socket.io-client bundle installed by npm."""

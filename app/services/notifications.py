@@ -51,7 +51,9 @@ def to_wire(notification: Notification) -> dict:
 def _emit_each(notifications: Sequence[Notification]) -> None:
     for notification in notifications:
         socketio.emit(
-            NEW_NOTIFICATION, to_wire(notification), to=user_room(notification.user_id),
+            NEW_NOTIFICATION,
+            to_wire(notification),
+            to=user_room(notification.user_id),
             namespace=NAMESPACE,
         )
 
@@ -95,7 +97,9 @@ def create_notifications(user_ids: Sequence[str], message: str) -> list[Notifica
     late = _deliver_to_late_arrivals(created, presence)
     log.info(
         "created %d notification(s): %d delivered live, %d pending",
-        len(created), len(online) + late, len(created) - len(online) - late,
+        len(created),
+        len(online) + late,
+        len(created) - len(online) - late,
     )
     return created
 
@@ -156,9 +160,7 @@ def connect_socket(user_id: str, sid: str) -> list[Notification]:
     get_presence().add(user_id, sid)
     pending = sorted(_claim(Notification.user_id == user_id), key=lambda n: (n.created_at, n.id))
     if pending:
-        socketio.emit(
-            PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE
-        )
+        socketio.emit(PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE)
     log.info("user %s connected (sid %s): %d pending sent", user_id, sid, len(pending))
     return pending
 
@@ -221,9 +223,7 @@ def _owned(user_id: str, notification_id: str) -> Notification:
     except ValueError:
         raise NotFoundError("No such notification.") from None
     notification = db.session.scalar(
-        select(Notification).where(
-            Notification.id == notification_id, Notification.user_id == user_id
-        )
+        select(Notification).where(Notification.id == notification_id, Notification.user_id == user_id)
     )
     if notification is None:
         raise NotFoundError("No such notification.")
@@ -259,8 +259,6 @@ def delete_notification(user_id: str, notification_id: str) -> None:
     """Delete one of the user's notifications."""
     _owned(user_id, notification_id)
     db.session.execute(
-        delete(Notification).where(
-            Notification.id == notification_id, Notification.user_id == user_id
-        )
+        delete(Notification).where(Notification.id == notification_id, Notification.user_id == user_id)
     )
     db.session.commit()

@@ -23,8 +23,13 @@ def upgrade():
         sa.Column(
             "status",
             sa.Enum(
-                "PENDING", "DELIVERED", "READ",
-                name="notification_status", native_enum=False, create_constraint=True, length=16,
+                "PENDING",
+                "DELIVERED",
+                "READ",
+                name="notification_status",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
             ),
             nullable=False,
         ),
@@ -33,9 +38,7 @@ def upgrade():
         sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_notifications_user_created_id", "notifications", ["user_id", "created_at", "id"]
-    )
+    op.create_index("ix_notifications_user_created_id", "notifications", ["user_id", "created_at", "id"])
     op.create_index(
         "ix_notifications_user_status_created", "notifications", ["user_id", "status", "created_at"]
     )

@@ -1,0 +1,139 @@
+"""Shared fixtures: a fresh app and database per test, clients, tokens, sockets."""
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.auth import create_token
+from app.extensions import db, socketio
+from config import TestingConfig, database_url
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+TEST_DATABASE_URL = os.environ.get("DATABASE_URL", "")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test that needs a missing service, or fail it when services are required."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throw-away PostgreSQL database for this test run, when DATABASE_URL names one."""
+    if not TEST_DATABASE_URL.startswith(("postgres://", "postgresql")):
+        yield None
+        return
+    base = make_url(database_url(TEST_DATABASE_URL))
+    name = f"notifications_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001  (any connection failure: report it)
+        skip_or_fail(f"PostgreSQL at {base.host}:{base.port} is not reachable: {exc}")
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_uri(tmp_path, postgres_url):
+    """This test's database: a new SQLite file, or the run's PostgreSQL database."""
+    return postgres_url or f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def app(database_uri):
+    """A fresh app with empty tables."""
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """Flask test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """Runner for the app's `flask` commands."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def token(app):
+    """Factory: a signed access token for a user (admin with admin=True)."""
+
+    def make(user_id: str, admin: bool = False, expires_in: int | None = None) -> str:
+        with app.app_context():
+            return create_token(user_id, admin=admin, expires_in=expires_in)
+
+    return make
+
+
+@pytest.fixture
+def auth_header(token):
+    """Factory: the `Authorization` header of a user."""
+
+    def make(user_id: str, admin: bool = False) -> dict:
+        return {"Authorization": f"Bearer {token(user_id, admin=admin)}"}
+
+    return make
+
+
+@pytest.fixture
+def socket_client(app, token):
+    """Factory: a Socket.IO test client for a user, token in the header or the auth payload."""
+    clients = []
+
+    def make(user_id: str | None = None, via: str = "header", raw_token: str | None = None):
+        value = raw_token if raw_token is not None else token(user_id)
+        if via == "header":
+            sc = socketio.test_client(app, headers={"Authorization": f"Bearer {value}"})
+        else:
+            sc = socketio.test_client(app, auth={"token": value})
+        clients.append(sc)
+        return sc
+
+    yield make
+    for sc in clients:
+        if sc.is_connected():
+            sc.disconnect()
+
+
+@pytest.fixture
+def admin_post(client, auth_header):
+    """Factory: POST /v1/admin/notifications as an admin; returns the response."""
+
+    def post(user_ids, message="hello", **kwargs):
+        return client.post(
+            "/v1/admin/notifications",
+            json={"userIds": user_ids, "message": message},
+            headers=auth_header("admin", admin=True),
+            **kwargs,
+        )
+
+    return post
+
+
+def received(sc) -> dict[str, list]:
+    """What a Socket.IO test client got since the last call: event name -> payloads."""
+    by_name: dict[str, list] = {}
+    for event in sc.get_received():
+        by_name.setdefault(event["name"], []).append(event["args"][0])
+    return by_name

@@ -1,0 +1,67 @@
+"""The `flask` commands, run in-process with no server listening."""
+
+import socket
+
+import jwt as pyjwt
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Notification
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def no_server(app):
+    app.config.update(HOST="127.0.0.1", PORT=closed_port())
+
+
+def test_create_token_prints_one_signed_token(runner, app):
+    result = runner.invoke(args=["create-token", "alice", "--admin", "--expires-in", "120"])
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    claims = pyjwt.decode(lines[0], app.config["JWT_SECRET_KEY"], algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["role"] == "admin"
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_create_token_without_admin_has_no_role(runner, app):
+    token = runner.invoke(args=["create-token", "bob"]).output.strip()
+    claims = pyjwt.decode(token, app.config["JWT_SECRET_KEY"], algorithms=["HS256"])
+    assert "role" not in claims and claims["sub"] == "bob"
+
+
+def test_send_notification_without_server_stores_pending(runner, app, no_server):
+    result = runner.invoke(args=["send-notification", "--user", "a", "--user", "b", "--user", "a", "hello"])
+    assert result.exit_code == 0, result.output
+    assert "created 2, delivered live 0, pending 2" in result.output
+    with app.app_context():
+        rows = db.session.execute(
+            select(Notification.user_id, Notification.status, Notification.message)
+        ).all()
+    assert sorted((r.user_id, r.status.value, r.message) for r in rows) == [
+        ("a", "PENDING", "hello"),
+        ("b", "PENDING", "hello"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["send-notification", "hello"],
+        ["send-notification", "--user", "a", ""],
+        ["send-notification", "--user", "", "x"],
+    ],
+)
+def test_send_notification_rejects_bad_input_and_stores_nothing(runner, app, no_server, args):
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0
+    assert "Error" in result.output
+    with app.app_context():
+        assert db.session.scalars(select(Notification)).all() == []

@@ -1,0 +1,27 @@
+"""The committed Alembic revisions build exactly the models' schema, and undo it."""
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect
+
+from app import create_app
+from app.extensions import db
+from config import TestingConfig
+
+
+def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri)
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        upgrade()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+            assert diff == []
+            indexes = {ix["name"] for ix in inspect(conn).get_indexes("notifications")}
+        assert indexes == {"ix_notifications_user_status_created", "ix_notifications_user_created_id"}
+        downgrade(revision="base")
+        assert "notifications" not in inspect(db.engine).get_table_names()
+        db.engine.dispose()

@@ -1,0 +1,179 @@
+"""Service functions: persistence, presence and the order of delivery."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+
+from app.errors import DomainError, NotFoundError
+from app.extensions import db
+from app.models import Notification, NotificationStatus
+from app.services import notifications as service
+from app.services.presence import LocalPresence, get_presence
+
+
+def statuses(user_id: str) -> list[NotificationStatus]:
+    return list(db.session.scalars(select(Notification.status).where(Notification.user_id == user_id)))
+
+
+def test_create_stores_pending_for_offline_and_delivered_for_online(app):
+    with app.app_context():
+        get_presence().add("alice", "sid-1")
+        created = service.create_notifications(["alice", "bob"], "hi")
+        by_user = {n.user_id: n for n in created}
+        assert by_user["alice"].status is NotificationStatus.DELIVERED
+        assert by_user["alice"].delivered_at is not None
+        assert by_user["bob"].status is NotificationStatus.PENDING
+        assert by_user["bob"].delivered_at is None
+        assert statuses("alice") == [NotificationStatus.DELIVERED]
+        assert statuses("bob") == [NotificationStatus.PENDING]
+
+
+def test_create_counts_duplicate_user_ids_once(app):
+    with app.app_context():
+        created = service.create_notifications(["a", "b", "a", "a"], "hi")
+        assert [n.user_id for n in created] == ["a", "b"]
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 2
+
+
+def test_create_writes_all_rows_in_one_insert_statement(app):
+    inserts = []
+    with app.app_context():
+
+        def count(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("INSERT"):
+                inserts.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            service.create_notifications([f"user{i}" for i in range(500)], "bulk")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert len(inserts) == 1
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 500
+
+
+def test_create_failure_stores_nothing(app, monkeypatch):
+    with app.app_context():
+
+        def boom(*args, **kwargs):
+            raise RuntimeError("emit failed before commit")
+
+        monkeypatch.setattr(db.session, "commit", boom)
+        with pytest.raises(RuntimeError):
+            service.create_notifications(["a", "b"], "x")
+        monkeypatch.undo()
+        db.session.rollback()
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
+
+
+@pytest.mark.parametrize(
+    ("user_ids", "message"),
+    [([], "x"), ([""], "x"), (["a", 3], "x"), (["a"], ""), (["a"], None)],
+)
+def test_create_rejects_bad_input(app, user_ids, message):
+    with app.app_context():
+        with pytest.raises(DomainError):
+            service.create_notifications(user_ids, message)
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
+
+
+def test_mark_delivered_changes_only_pending_rows_and_returns_them(app):
+    with app.app_context():
+        first, second = service.create_notifications(["a", "b"], "x")
+        service.mark_read("b", second.id)
+        changed = service.mark_delivered([first.id, second.id])
+        assert [n.id for n in changed] == [first.id]
+        assert service.mark_delivered([first.id]) == []
+        assert statuses("a") == [NotificationStatus.DELIVERED]
+        assert statuses("b") == [NotificationStatus.READ]
+
+
+def test_list_is_newest_first_with_limit_status_and_cursor(app):
+    with app.app_context():
+        ids = [service.create_notifications(["a"], f"m{i}")[0].id for i in range(5)]
+        service.mark_read("a", ids[1])
+        page, cursor = service.list_notifications("a", limit=2)
+        assert [n.id for n in page] == [ids[4], ids[3]]
+        page2, cursor2 = service.list_notifications("a", limit=2, cursor=cursor)
+        assert [n.id for n in page2] == [ids[2], ids[1]]
+        page3, cursor3 = service.list_notifications("a", limit=2, cursor=cursor2)
+        assert [n.id for n in page3] == [ids[0]] and cursor3 is None
+        read, _ = service.list_notifications("a", limit=10, status=NotificationStatus.READ)
+        assert [n.id for n in read] == [ids[1]]
+
+
+def test_list_cursor_keeps_rows_with_equal_timestamps(app):
+    with app.app_context():
+        created = service.create_notifications(["a"], "x")[0]
+        same_time = created.created_at
+        for i in range(4):
+            db.session.add(Notification(user_id="a", message=f"t{i}", created_at=same_time))
+        db.session.commit()
+        seen, cursor = [], None
+        while True:
+            page, cursor = service.list_notifications("a", limit=2, cursor=cursor)
+            seen += [n.id for n in page]
+            if cursor is None:
+                break
+        assert len(seen) == 5 and len(set(seen)) == 5
+
+
+def test_list_rejects_a_forged_cursor(app):
+    with app.app_context():
+        with pytest.raises(DomainError):
+            service.list_notifications("a", limit=5, cursor="not-a-cursor!!")
+
+
+def test_mark_read_is_idempotent(app):
+    with app.app_context():
+        n = service.create_notifications(["a"], "x")[0]
+        first = service.mark_read("a", n.id)
+        read_at = first.read_at
+        assert first.status is NotificationStatus.READ and read_at is not None
+        assert first.delivered_at is not None
+        again = service.mark_read("a", n.id)
+        assert again.read_at == read_at
+
+
+@pytest.mark.parametrize("action", [service.mark_read, service.delete_notification])
+def test_other_users_and_malformed_ids_are_not_found(app, action):
+    with app.app_context():
+        n = service.create_notifications(["a"], "x")[0]
+        for user_id, notification_id in [
+            ("b", n.id),
+            ("a", "not-a-uuid"),
+            ("a", "00000000-0000-0000-0000-000000000000"),
+        ]:
+            with pytest.raises(NotFoundError):
+                action(user_id, notification_id)
+        assert statuses("a") == [NotificationStatus.PENDING]
+
+
+def test_delete_removes_the_row(app):
+    with app.app_context():
+        n = service.create_notifications(["a"], "x")[0]
+        service.delete_notification("a", n.id)
+        assert statuses("a") == []
+
+
+def test_timestamps_are_timezone_aware_utc(app):
+    with app.app_context():
+        n = service.create_notifications(["a"], "x")[0]
+        db.session.expire_all()
+        stored = db.session.get(Notification, n.id)
+        assert stored.created_at.tzinfo is not None
+        assert stored.created_at.utcoffset() == timedelta(0)
+        assert abs(stored.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_presence_counts_every_socket_of_a_user():
+    presence = LocalPresence()
+    presence.add("alice", "s1")
+    presence.add("alice", "s2")
+    assert presence.online(["alice", "bob"]) == {"alice"}
+    assert presence.remove("s1") == "alice"
+    assert presence.online(["alice"]) == {"alice"}
+    assert presence.remove("s2") == "alice"
+    assert presence.online(["alice"]) == set()
+    assert presence.remove("s2") is None

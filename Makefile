@@ -1,0 +1,31 @@
+# `make run` sets up and starts the server; `make test` sets up and runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test setup lint clean
+
+run: setup
+	$(PY) -m flask --app wsgi db upgrade
+	$(PY) wsgi.py
+
+test: setup
+	scripts/test.sh
+
+setup: $(VENV)/.installed public/node_modules/.installed
+
+lint: setup
+	$(PY) -m ruff check .
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+public/node_modules/.installed: public/package.json public/package-lock.json
+	cd public && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) public/node_modules instance

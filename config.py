@@ -30,7 +30,7 @@ def database_url(raw: str | None) -> str:
         return f"sqlite:///{BASE_DIR / 'instance' / 'notifications.db'}"
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
-            # psycopg2 made green by psycogreen (see app/extensions.py) cooperates with eventlet.
+            # psycopg2, made to cooperate with eventlet by psycogreen in wsgi.py.
             return "postgresql+psycopg2://" + raw[len(prefix) :]
     return raw
 
@@ -44,8 +44,17 @@ class Config:
 
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # PostgreSQL connection pool of one process (ignored for SQLite).
+    DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 10)
+    DB_MAX_OVERFLOW = _env_int("DB_MAX_OVERFLOW", 10)
+    DB_POOL_TIMEOUT = _env_int("DB_POOL_TIMEOUT", 10)
 
     SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None
+    # Seconds after which a process that stopped its heartbeat (crashed, or cut off from
+    # Redis) no longer counts its sockets as online; it beats every third of that.
+    PRESENCE_TTL = _env_int("PRESENCE_TTL", 15)
+    PRESENCE_KEY_PREFIX = os.environ.get("PRESENCE_KEY_PREFIX", "notifications:presence")
+    PRESENCE_REDIS_URL = None  # tests only: shared presence without a message queue
     # `flask ...` commands (run, send-notification, db) use threads; `python wsgi.py` uses eventlet.
     SOCKETIO_ASYNC_MODE = "threading" if os.environ.get("FLASK_RUN_FROM_CLI") else "eventlet"
     CORS_ALLOWED_ORIGINS = _env_list("CORS_ALLOWED_ORIGINS")
@@ -55,6 +64,12 @@ class Config:
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
     JWT_ACCESS_TOKEN_EXPIRES_SECONDS = _env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600)
+
+    # Concurrent connections (HTTP and Socket.IO) one process serves; eventlet's default is 1024.
+    MAX_CONNECTIONS = _env_int("MAX_CONNECTIONS", 20_000)
+    LISTEN_BACKLOG = _env_int("LISTEN_BACKLOG", 1024)
+    # Seconds a stopping process waits for running requests before it exits anyway.
+    GRACEFUL_TIMEOUT = _env_int("GRACEFUL_TIMEOUT", 20)
 
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 4 * 1024 * 1024)
     MAX_RECIPIENTS = _env_int("MAX_RECIPIENTS", 10_000)

@@ -12,10 +12,17 @@ if not os.environ.get("FLASK_RUN_FROM_CLI"):
 
     eventlet.monkey_patch()
 
+    # psycopg2 is C code that would block the whole process on every query; this makes
+    # it wait for the database through eventlet's hub instead.
+    from psycogreen.eventlet import patch_psycopg
+
+    patch_psycopg()
+
 from app import create_app  # noqa: E402  (after monkey-patching)
-from app.extensions import socketio  # noqa: E402
 
 app = create_app()
 
 if __name__ == "__main__":
-    socketio.run(app, host=app.config["HOST"], port=app.config["PORT"], log_output=False)
+    from app.server import serve
+
+    serve(app)

@@ -13,6 +13,7 @@ from app.events import register_events
 from app.extensions import db, jwt, migrate, socketio
 from app.notifications import bp as notifications_bp
 from app.services.presence import init_presence
+from app.services.queue import ListeningRedisManager
 from app.site import bp as site_bp
 from config import DEV_JWT_SECRET, Config, config_from_env
 
@@ -54,22 +55,31 @@ def register_extensions(app: Flask) -> None:
     """Bind the extension instances to `app`."""
     # The default SQLite file lives in instance/.
     os.makedirs(app.instance_path, exist_ok=True)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+            "pool_size": app.config["DB_POOL_SIZE"],
+            "max_overflow": app.config["DB_MAX_OVERFLOW"],
+            "pool_timeout": app.config["DB_POOL_TIMEOUT"],
+        }
     db.init_app(app)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     jwt.init_app(app)
     register_jwt_loaders(jwt)
     register_token_checks()
+    queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
+    manager = ListeningRedisManager(queue_url, channel="notifications") if queue_url else None
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         logger=False,
         engineio_logger=False,
+        **({"client_manager": manager} if manager else {}),
     )
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, origins=app.config["CORS_ALLOWED_ORIGINS"], expose_headers=["Link"])
-    init_presence(app)
+    init_presence(app, listening=(lambda: manager.listening) if manager else None)
 
 
 def register_blueprints(app: Flask) -> None:

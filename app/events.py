@@ -22,7 +22,7 @@ def on_connect(auth=None):
         identity = socket_identity(request.headers.get("Authorization"), auth)
     except AuthError as exc:
         log.info("socket connection refused: %s", exc)
-        raise ConnectionRefusedError({"message": f"unauthorized: {exc}"}) from None
+        raise ConnectionRefusedError(f"unauthorized: {exc}") from None
     notifications.connect_socket(identity.user_id, request.sid)
 
 

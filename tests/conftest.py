@@ -137,3 +137,31 @@ def received(sc) -> dict[str, list]:
     for event in sc.get_received():
         by_name.setdefault(event["name"], []).append(event["args"][0])
     return by_name
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url():
+    """The test Redis server (database 15 by default), or skip/fail when it does not answer."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        skip_or_fail(f"Redis at {REDIS_URL} does not answer: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def presence_prefix(redis_url):
+    """A key prefix of this test's own, removed afterwards."""
+    import redis
+
+    prefix = f"test:{uuid.uuid4().hex[:8]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)

@@ -19,7 +19,7 @@ import binascii
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
@@ -147,6 +147,64 @@ def _claim(*criteria) -> list[Notification]:
         db.session.rollback()
         raise
     return claimed
+
+
+def presence_tick() -> None:
+    """One heartbeat of this process: prove it alive, restore, reap (see presence.py).
+
+    After a Redis outage this process's sockets are registered again and their
+    users get what was stored PENDING meanwhile. When another process died, the
+    notifications marked DELIVERED to its users since its last heartbeat may never
+    have reached anyone: they go back to PENDING, and are sent at once to those of
+    its users who are connected elsewhere.
+    """
+    presence = get_presence()
+    tick = presence.heartbeat()
+    to_send = set(tick.resynced_users)
+    for dead in tick.dead:
+        requeued = _requeue_unconfirmed(dead.user_ids, since=dead.last_beat - CLOCK_SKEW_SECONDS)
+        presence.finish_reaping(dead)
+        log.warning(
+            "process %s stopped without closing its %d user(s); %d notification(s) back to PENDING",
+            dead.process_id, len(dead.user_ids), requeued,
+        )
+        to_send |= presence.online(dead.user_ids)
+    if to_send:
+        send_pending(to_send)
+
+
+# Heartbeats carry the sender's clock; allow for that much difference between machines.
+CLOCK_SKEW_SECONDS = 2.0
+
+
+def _requeue_unconfirmed(user_ids: set[str], since: float) -> int:
+    if not user_ids:
+        return 0
+    result = db.session.execute(
+        update(Notification)
+        .where(
+            Notification.user_id.in_(sorted(user_ids)),
+            Notification.status == NotificationStatus.DELIVERED,
+            Notification.delivered_at >= datetime.fromtimestamp(since, UTC),
+        )
+        .values(status=NotificationStatus.PENDING, delivered_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount
+
+
+def send_pending(user_ids: set[str]) -> int:
+    """Claim the PENDING rows of these users and send them to each user's room."""
+    claimed = _claim(Notification.user_id.in_(sorted(user_ids)))
+    by_user: dict[str, list[Notification]] = {}
+    for notification in sorted(claimed, key=lambda n: (n.created_at, n.id)):
+        by_user.setdefault(notification.user_id, []).append(notification)
+    for user_id, rows in by_user.items():
+        socketio.emit(
+            PENDING_NOTIFICATIONS, [to_wire(n) for n in rows], to=user_room(user_id), namespace=NAMESPACE
+        )
+    return len(claimed)
 
 
 def connect_socket(user_id: str, sid: str) -> list[Notification]:

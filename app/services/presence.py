@@ -1,11 +1,40 @@
-"""Who is online right now, counting every socket of a user."""
+"""Who is online right now, counting every socket of a user.
+
+One process keeps presence in memory (`LocalPresence`). Several processes share it
+through Redis (`RedisPresence`), where each socket is recorded under the id of the
+process that holds it, and each process proves it is alive by refreshing a key
+with a time to live. A process that stops refreshing (killed, or cut off from the
+Redis message queue) stops counting: its sockets are ignored once the key expires,
+and a surviving process "reaps" it (see `notifications.presence_tick`).
+"""
 
 import logging
+import time
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+import redis
 from flask import Flask, current_app
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeadProcess:
+    """A process that stopped proving it is alive, and the users it held sockets of."""
+
+    process_id: str
+    last_beat: float
+    user_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Tick:
+    """What one heartbeat found: users to re-send pending rows to, processes to reap."""
+
+    resynced_users: set[str] = field(default_factory=set)
+    dead: list[DeadProcess] = field(default_factory=list)
 
 
 class LocalPresence:
@@ -14,6 +43,8 @@ class LocalPresence:
     Under eventlet every handler runs in one OS thread and these methods never
     yield, so each call is atomic with respect to the others.
     """
+
+    shared = False
 
     def __init__(self) -> None:
         self._sockets: dict[str, set[str]] = {}
@@ -40,14 +71,250 @@ class LocalPresence:
         """The subset of `user_ids` with at least one connected socket."""
         return {user_id for user_id in user_ids if user_id in self._sockets}
 
+    def local_users(self) -> set[str]:
+        """Users with a socket in this process."""
+        return set(self._sockets)
+
     def socket_count(self, user_id: str) -> int:
-        """How many sockets `user_id` has open."""
+        """How many sockets `user_id` has open in this process."""
         return len(self._sockets.get(user_id, ()))
 
+    def heartbeat(self) -> Tick:
+        """Nothing to prove or reap in a single process."""
+        return Tick()
 
-def init_presence(app: Flask) -> None:
-    """Give `app` its presence registry."""
-    app.extensions["presence"] = LocalPresence()
+    def finish_reaping(self, dead: DeadProcess) -> None:
+        """Nothing to reap in a single process."""
+
+    def close(self) -> None:
+        """Forget every socket (shutdown)."""
+        self._sockets.clear()
+        self._owner.clear()
+
+
+# Remove the entries of `hash` whose value is ARGV[1] (a dead process id), atomically,
+# so that a socket re-registered meanwhile under a live process id is kept.
+_HDEL_IF_VALUE = """
+local removed = 0
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  if entries[i + 1] == ARGV[1] then
+    redis.call('HDEL', KEYS[1], entries[i])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+
+class RedisPresence(LocalPresence):
+    """Presence shared by every process through Redis.
+
+    Keys (under `prefix`):
+      user:<user_id>      hash sid -> process id, one entry per connected socket
+      users:<process id>  set of user ids that process ever registered (for reaping)
+      alive:<process id>  exists while the process is alive (expires after `ttl`)
+      processes           hash process id -> time of its last heartbeat
+
+    The in-memory maps of `LocalPresence` mirror this process's own sockets, so
+    they can be written back after Redis was unreachable.
+    """
+
+    shared = True
+
+    def __init__(self, url: str, ttl: float, prefix: str = "notifications:presence", listening=None):
+        super().__init__()
+        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.ttl = ttl
+        self.prefix = prefix
+        self.process_id = self._new_process_id()
+        self._listening = listening or (lambda: True)
+        self._in_sync = False  # are this process's sockets all registered in Redis?
+        self._redis_ok = True  # did the last Redis call succeed? (to log changes once)
+        self._closed = False
+        self._hdel_if_value = self.redis.register_script(_HDEL_IF_VALUE)
+
+    @staticmethod
+    def _new_process_id() -> str:
+        return uuid.uuid4().hex[:16]
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def _register(self, pipe, user_id: str, sid: str) -> None:
+        pipe.hset(self._key("user", user_id), sid, self.process_id)
+        pipe.sadd(self._key("users", self.process_id), user_id)
+
+    def _prove_alive(self, pipe) -> None:
+        pipe.set(self._key("alive", self.process_id), "1", ex=max(1, round(self.ttl)))
+        pipe.hset(self._key("processes"), self.process_id, repr(time.time()))
+
+    def add(self, user_id: str, sid: str) -> None:
+        """Count socket `sid` of `user_id`; while Redis is unreachable, only locally."""
+        super().add(user_id, sid)
+        if not self._in_sync:
+            return  # the heartbeat that restores the connection registers it
+        try:
+            pipe = self.redis.pipeline()
+            self._register(pipe, user_id, sid)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: Exception) -> None:
+        if self._redis_ok:
+            log.warning(
+                "presence: Redis unreachable (%s); only this process's own sockets count "
+                "until it is back, other users' notifications stay PENDING", exc,
+            )
+        self._redis_ok = False
+        self._in_sync = False
+
+    def _reachable(self) -> None:
+        if not self._redis_ok:
+            log.info("presence: Redis answers again")
+        self._redis_ok = True
+
+    def remove(self, sid: str) -> str | None:
+        """Forget socket `sid`; if Redis is down, the next heartbeat rewrites the state."""
+        user_id = super().remove(sid)
+        if user_id is not None and self._in_sync:
+            try:
+                self.redis.hdel(self._key("user", user_id), sid)
+            except redis.RedisError as exc:
+                self._lost(exc)
+        return user_id
+
+    def online(self, user_ids: Iterable[str]) -> set[str]:
+        """Users with a socket held by a live process.
+
+        While Redis is unreachable, only the sockets of this process are known (and
+        only they can be reached: emits to them do not need Redis).
+        """
+        users = list(user_ids)
+        local = super().online(users)
+        if not users:
+            return local
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for user_id in users:
+                pipe.hvals(self._key("user", user_id))
+            holders = pipe.execute()
+            processes = sorted({p.decode() for values in holders for p in values})
+            flags = self.redis.mget([self._key("alive", p) for p in processes]) if processes else []
+        except redis.RedisError as exc:
+            self._lost(exc)
+            return local
+        self._reachable()
+        alive = {p for p, flag in zip(processes, flags, strict=True) if flag is not None}
+        return local | {
+            user_id
+            for user_id, values in zip(users, holders, strict=True)
+            if any(p.decode() in alive for p in values)
+        }
+
+    def heartbeat(self) -> Tick:
+        """Prove this process alive, restore its sockets after an outage, find dead ones.
+
+        A process counts as alive only while its message-queue listener is
+        subscribed: otherwise it would be counted online without receiving emits.
+        """
+        tick = Tick()
+        if self._closed:
+            return tick
+        if not self._listening():
+            if self._in_sync:
+                log.warning("presence: message queue listener is down; not counting this process")
+            self._in_sync = False
+            return tick
+        try:
+            if not self._in_sync or not self.redis.exists(self._key("alive", self.process_id)):
+                tick.resynced_users = self._resync()
+            else:
+                pipe = self.redis.pipeline()
+                self._prove_alive(pipe)
+                pipe.execute()
+            tick.dead = self._find_dead()
+            self._reachable()
+        except redis.RedisError as exc:
+            self._lost(exc)
+        return tick
+
+    def _resync(self) -> set[str]:
+        """Register every local socket again, under a fresh process id.
+
+        A fresh id, because other processes may be reaping the old one right now.
+        """
+        old_id, self.process_id = self.process_id, self._new_process_id()
+        pipe = self.redis.pipeline()
+        self._prove_alive(pipe)
+        for sid, user_id in self._owner.items():
+            self._register(pipe, user_id, sid)
+        pipe.execute()
+        self._in_sync = True
+        users = self.local_users()
+        log.info(
+            "presence: registered %d socket(s) of %d user(s) as process %s (was %s)",
+            len(self._owner), len(users), self.process_id, old_id,
+        )
+        return users
+
+    def _find_dead(self) -> list[DeadProcess]:
+        """Processes whose alive key expired, each claimed by this process alone."""
+        beats = self.redis.hgetall(self._key("processes"))
+        candidates = [p.decode() for p in beats if p.decode() != self.process_id]
+        if not candidates:
+            return []
+        flags = self.redis.mget([self._key("alive", p) for p in candidates])
+        dead = []
+        for process_id, flag in zip(candidates, flags, strict=True):
+            if flag is not None:
+                continue
+            if not self.redis.set(self._key("reaping", process_id), self.process_id, nx=True, ex=60):
+                continue  # another process is reaping it
+            users = {u.decode() for u in self.redis.smembers(self._key("users", process_id))}
+            for user_id in users:
+                self._hdel_if_value(keys=[self._key("user", user_id)], args=[process_id])
+            last_beat = float(beats[process_id.encode()])
+            dead.append(DeadProcess(process_id, last_beat, users))
+        return dead
+
+    def finish_reaping(self, dead: DeadProcess) -> None:
+        """Forget a dead process once its users' notifications were put back."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key("users", dead.process_id))
+        pipe.hdel(self._key("processes"), dead.process_id)
+        pipe.execute()
+
+    def close(self) -> None:
+        """Remove this process's sockets from Redis on a clean shutdown."""
+        self._closed = True
+        try:
+            pipe = self.redis.pipeline()
+            for sid, user_id in self._owner.items():
+                pipe.hdel(self._key("user", user_id), sid)
+            pipe.delete(self._key("alive", self.process_id), self._key("users", self.process_id))
+            pipe.hdel(self._key("processes"), self.process_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("presence: could not clean up on shutdown: %s", exc)
+        super().close()
+
+
+def init_presence(app: Flask, listening=None) -> None:
+    """Give `app` its presence registry: in Redis when a message queue is configured."""
+    url = app.config.get("PRESENCE_REDIS_URL") or app.config["SOCKETIO_MESSAGE_QUEUE"]
+    if url and url.startswith(("redis://", "rediss://", "unix://")):
+        # Registered in Redis by the server's first heartbeat (see wsgi.py).
+        presence = RedisPresence(
+            url,
+            ttl=app.config["PRESENCE_TTL"],
+            prefix=app.config["PRESENCE_KEY_PREFIX"],
+            listening=listening,
+        )
+    else:
+        presence = LocalPresence()
+    app.extensions["presence"] = presence
 
 
 def get_presence() -> LocalPresence:

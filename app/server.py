@@ -1,0 +1,83 @@
+"""The eventlet server of `python wsgi.py`: listening, background tasks, graceful stop."""
+
+import logging
+import os
+import signal
+
+from flask import Flask
+
+from app.extensions import socketio
+from app.services.notifications import presence_tick
+from app.services.presence import get_presence
+from app.services.queue import ListeningRedisManager
+
+log = logging.getLogger(__name__)
+
+
+def _heartbeat_loop(app: Flask, interval: float) -> None:
+    while True:
+        with app.app_context():
+            try:
+                presence_tick()
+            except Exception:  # noqa: BLE001  (log and keep beating)
+                log.exception("presence heartbeat failed")
+        socketio.sleep(interval)
+
+
+def start_background_tasks(app: Flask) -> None:
+    """Subscribe to the message queue and start the presence heartbeat (multi-process only)."""
+    manager = socketio.server.manager
+    if isinstance(manager, ListeningRedisManager):
+        manager.start_listening()
+    with app.app_context():
+        shared = get_presence().shared
+    if shared:
+        socketio.start_background_task(_heartbeat_loop, app, app.config["PRESENCE_TTL"] / 3)
+
+
+def serve(app: Flask) -> None:
+    """Serve on HOST:PORT until SIGTERM/SIGINT, then stop gracefully.
+
+    On a stop signal: stop accepting connections, take this process's sockets out
+    of presence, close every Socket.IO connection (clients reconnect, to another
+    process behind a load balancer), let in-flight requests finish, then exit.
+    A second signal, or GRACEFUL_TIMEOUT seconds, ends it at once.
+    """
+    import eventlet
+    import eventlet.wsgi
+
+    host, port = app.config["HOST"], app.config["PORT"]
+    family = eventlet.green.socket.getaddrinfo(host, port)[0][0]
+    listener = eventlet.listen((host, port), family=family, backlog=app.config["LISTEN_BACKLOG"])
+    stopping = []
+
+    def drain() -> None:
+        listener.close()  # new connections are refused (a load balancer tries another process)
+        with app.app_context():
+            get_presence().close()
+        socketio.server.eio.disconnect()  # engine.io close: clients reconnect by themselves
+        eventlet.sleep(app.config["GRACEFUL_TIMEOUT"])
+        log.error("requests still running after %ss; exiting anyway", app.config["GRACEFUL_TIMEOUT"])
+        os._exit(1)
+
+    def on_signal(signum, _frame) -> None:
+        if stopping:
+            os._exit(1)
+        stopping.append(signum)
+        log.info("received %s: stopping gracefully", signal.Signals(signum).name)
+        eventlet.spawn_n(drain)
+        # Ends eventlet's accept loop, which then waits for the running requests.
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    start_background_tasks(app)
+    log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
+    eventlet.wsgi.server(
+        listener,
+        app,
+        max_size=app.config["MAX_CONNECTIONS"],
+        log_output=False,
+        socket_timeout=None,
+    )
+    log.info("stopped")

@@ -68,6 +68,8 @@ class Config:
     # Concurrent connections (HTTP and Socket.IO) one process serves; eventlet's default is 1024.
     MAX_CONNECTIONS = _env_int("MAX_CONNECTIONS", 20_000)
     LISTEN_BACKLOG = _env_int("LISTEN_BACKLOG", 1024)
+    # Sockets one user may hold open at once, so one user cannot use up the others' share.
+    MAX_SOCKETS_PER_USER = _env_int("MAX_SOCKETS_PER_USER", 32)
     # Seconds a stopping process waits for running requests before it exits anyway.
     GRACEFUL_TIMEOUT = _env_int("GRACEFUL_TIMEOUT", 20)
 

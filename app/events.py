@@ -23,7 +23,11 @@ def on_connect(auth=None):
     except AuthError as exc:
         log.info("socket connection refused: %s", exc)
         raise ConnectionRefusedError(f"unauthorized: {exc}") from None
-    notifications.connect_socket(identity.user_id, request.sid)
+    try:
+        notifications.connect_socket(identity.user_id, request.sid)
+    except notifications.TooManySockets as exc:
+        log.warning("socket connection of user %s refused: %s", identity.user_id, exc)
+        raise ConnectionRefusedError(str(exc)) from None
 
 
 def on_disconnect(reason=None):

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import resource
 import signal
 
 from flask import Flask
@@ -35,6 +36,20 @@ def start_background_tasks(app: Flask) -> None:
         socketio.start_background_task(_heartbeat_loop, app, app.config["PRESENCE_TTL"] / 3)
 
 
+def raise_file_limit(wanted: int) -> None:
+    """Let this process open as many sockets as it may serve (up to the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open file limit %s is below MAX_CONNECTIONS + 1024 = %s: raise it (ulimit -n, LimitNOFILE)",
+            soft, wanted,
+        )
+
+
 def serve(app: Flask) -> None:
     """Serve on HOST:PORT until SIGTERM/SIGINT, then stop gracefully.
 
@@ -47,6 +62,7 @@ def serve(app: Flask) -> None:
     import eventlet.wsgi
 
     host, port = app.config["HOST"], app.config["PORT"]
+    raise_file_limit(app.config["MAX_CONNECTIONS"] + 1024)
     family = eventlet.green.socket.getaddrinfo(host, port)[0][0]
     listener = eventlet.listen((host, port), family=family, backlog=app.config["LISTEN_BACKLOG"])
     stopping = []

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, then pytest on SQLite, then again on PostgreSQL.
+# The whole test suite: lint, then pytest on SQLite, then again on PostgreSQL together
+# with the multi-process tests (several servers sharing PostgreSQL and Redis, nginx).
 # PostgreSQL comes from TEST_POSTGRES_URL (default: the local server); when it does not
 # answer, that second run is skipped with a reason, unless REQUIRE_SERVICES=1.
 set -euo pipefail
@@ -11,7 +12,7 @@ echo "== lint (ruff)"
 $PY -m ruff check .
 
 echo "== tests on SQLite"
-env -u DATABASE_URL -u SOCKETIO_MESSAGE_QUEUE $PY -m pytest "$@"
+env -u DATABASE_URL -u SOCKETIO_MESSAGE_QUEUE $PY -m pytest -m "not cluster" "$@"
 
 if $PY - "$PG_URL" <<'PYEOF'
 import sys
@@ -23,7 +24,7 @@ except psycopg2.OperationalError as exc:
     sys.exit(1)
 PYEOF
 then
-  echo "== tests on PostgreSQL ($PG_URL)"
+  echo "== tests on PostgreSQL ($PG_URL), with the multi-process cluster tests"
   DATABASE_URL=$PG_URL $PY -m pytest "$@"
 elif [ "${REQUIRE_SERVICES:-0}" = 1 ]; then
   echo "PostgreSQL is required (REQUIRE_SERVICES=1) but does not answer" >&2

@@ -130,3 +130,14 @@ def test_unknown_events_from_clients_are_ignored(socket_client, admin_post):
     sc.emit("new_notification", "spoof")
     admin_post(["alice"], "after junk")
     assert [n["message"] for n in received(sc)["new_notification"]] == ["after junk"]
+
+
+def test_one_user_cannot_hold_more_than_the_socket_limit(app, socket_client, admin_post):
+    app.config["MAX_SOCKETS_PER_USER"] = 2
+    first, second = socket_client("alice"), socket_client("alice")
+    third = socket_client("alice")
+    assert first.is_connected() and second.is_connected()
+    assert not third.is_connected()
+    assert socket_client("bob").is_connected()  # other users are not affected
+    second.disconnect()
+    assert socket_client("alice").is_connected()

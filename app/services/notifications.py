@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from app.errors import DomainError, NotFoundError
@@ -36,6 +37,13 @@ PENDING_NOTIFICATIONS = "pending_notifications"
 NAMESPACE = "/"
 
 _wire = NotificationSchema()
+
+
+class TooManySockets(DomainError):
+    """The user already has as many connections as one user may."""
+
+    status = 429
+    code = "too_many_connections"
 
 
 def user_room(user_id: str) -> str:
@@ -214,8 +222,12 @@ def connect_socket(user_id: str, sid: str) -> list[Notification]:
     claimed, so a notification created meanwhile is either claimed here or seen
     by the creator's second presence read (see the module docstring).
     """
+    presence = get_presence()
+    limit = current_app.config["MAX_SOCKETS_PER_USER"]
+    if presence.socket_count(user_id) >= limit:
+        raise TooManySockets(f"at most {limit} connections per user")
     socketio.server.enter_room(sid, user_room(user_id), namespace=NAMESPACE)
-    get_presence().add(user_id, sid)
+    presence.add(user_id, sid)
     pending = sorted(_claim(Notification.user_id == user_id), key=lambda n: (n.created_at, n.id))
     if pending:
         socketio.emit(PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE)

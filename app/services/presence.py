@@ -76,7 +76,7 @@ class LocalPresence:
         return set(self._sockets)
 
     def socket_count(self, user_id: str) -> int:
-        """How many sockets `user_id` has open in this process."""
+        """How many sockets `user_id` has open."""
         return len(self._sockets.get(user_id, ()))
 
     def heartbeat(self) -> Tick:
@@ -212,6 +212,15 @@ class RedisPresence(LocalPresence):
             for user_id, values in zip(users, holders, strict=True)
             if any(p.decode() in alive for p in values)
         }
+
+    def socket_count(self, user_id: str) -> int:
+        """How many sockets `user_id` has open, in every process (this one's if Redis is down)."""
+        local = super().socket_count(user_id)
+        try:
+            return max(local, self.redis.hlen(self._key("user", user_id)))
+        except redis.RedisError as exc:
+            self._lost(exc)
+            return local
 
     def heartbeat(self) -> Tick:
         """Prove this process alive, restore its sockets after an outage, find dead ones.

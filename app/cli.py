@@ -13,6 +13,7 @@ from app.auth import create_token
 from app.models import NotificationStatus
 from app.schemas import CreateNotificationsSchema
 from app.services import notifications as service
+from app.services.presence import get_presence
 
 
 def _server_url() -> str:
@@ -58,14 +59,23 @@ def _send_through_server(user_ids: list[str], message: str) -> list[dict] | None
 @click.option("--user", "users", multiple=True, required=True, help="Target user id (repeatable).")
 @click.argument("message")
 def send_notification(users: tuple[str, ...], message: str) -> None:
-    """Send MESSAGE to each --user: live to connected users, otherwise stored PENDING."""
+    """Send MESSAGE to each --user: live to connected users, otherwise stored PENDING.
+
+    With a message queue it writes and emits itself; without one it hands the
+    notification to the server at HOST:PORT, the only process that knows its sockets.
+    """
     try:
         data = CreateNotificationsSchema().load({"userIds": list(users), "message": message})
     except ValidationError as exc:
         raise click.ClickException(f"invalid input: {json.dumps(exc.messages)}") from exc
-    statuses = _send_through_server(data["user_ids"], data["message"])
+    if get_presence().shared:
+        # Presence is in Redis and emits go through the queue: this process can do it all.
+        statuses = None
+    else:
+        statuses = _send_through_server(data["user_ids"], data["message"])
+        if statuses is None:
+            click.echo(f"no server answers at {_server_url()}: storing for delivery on connect", err=True)
     if statuses is None:
-        click.echo(f"no server answers at {_server_url()}: storing for delivery on connect", err=True)
         created = service.create_notifications(data["user_ids"], data["message"])
         statuses = [service.to_wire(n) for n in created]
     delivered = sum(1 for n in statuses if n["status"] == NotificationStatus.DELIVERED.value)

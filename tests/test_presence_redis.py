@@ -194,3 +194,17 @@ def test_pending_stored_while_a_process_was_cut_off_is_sent_when_it_is_back(shar
     assert [[n["id"] for n in batch] for batch in received(alice)["pending_notifications"]] == [[other_id]]
     assert statuses(shared_app)["alice"] is NotificationStatus.DELIVERED
     alice.disconnect()
+
+
+def test_cli_with_shared_presence_stores_and_counts_without_a_server(shared_app, redis_url, presence_prefix):
+    other = process(redis_url, presence_prefix)
+    other.add("alice", "sid-elsewhere")
+    shared_app.config.update(HOST="127.0.0.1", PORT=int(closed_port_url().rsplit(":", 1)[1].split("/")[0]))
+    result = shared_app.test_cli_runner().invoke(
+        args=["send-notification", "--user", "alice", "--user", "bob", "hi"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "created 2, delivered live 1, pending 1" in result.output
+    assert "no server answers" not in result.output
+    got = statuses(shared_app)
+    assert got == {"alice": NotificationStatus.DELIVERED, "bob": NotificationStatus.PENDING}

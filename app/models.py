@@ -1,7 +1,9 @@
 """Database models."""
 
 import enum
+import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Enum, Index, String, Text, TypeDecorator
@@ -18,6 +20,22 @@ def utcnow() -> datetime:
 def new_id() -> str:
     """A fresh notification id: a random UUID as a string."""
     return str(uuid.uuid4())
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` fresh random (version 4) UUID strings, made in one go.
+
+    Same format as `new_id`, about ten times cheaper per id for large fan-outs.
+    """
+    raw = bytearray(os.urandom(16 * count))
+    for offset in range(0, 16 * count, 16):
+        raw[offset + 6] = (raw[offset + 6] & 0x0F) | 0x40  # version 4
+        raw[offset + 8] = (raw[offset + 8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
 
 
 class UTCDateTime(TypeDecorator):
@@ -86,3 +104,23 @@ class Notification(db.Model):
 
     def __repr__(self) -> str:
         return f"<Notification {self.id} user={self.user_id} {self.status.value}>"
+
+
+@dataclass(slots=True)
+class NotificationRecord:
+    """The values of one `notifications` row, without ORM bookkeeping.
+
+    What bulk operations (create, claim) return: building thousands of ORM
+    instances would cost more than writing the rows.
+    """
+
+    id: str
+    user_id: str
+    message: str
+    status: NotificationStatus
+    created_at: datetime
+    delivered_at: datetime | None
+    read_at: datetime | None
+
+
+RECORD_COLUMNS = tuple(Notification.__table__.c[name] for name in NotificationRecord.__slots__)

@@ -46,7 +46,8 @@ def raise_file_limit(wanted: int) -> None:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         log.warning(
             "open file limit %s is below MAX_CONNECTIONS + 1024 = %s: raise it (ulimit -n, LimitNOFILE)",
-            soft, wanted,
+            soft,
+            wanted,
         )
 
 

@@ -177,3 +177,26 @@ def test_presence_counts_every_socket_of_a_user():
     assert presence.remove("s2") == "alice"
     assert presence.online(["alice"]) == set()
     assert presence.remove("s2") is None
+
+
+def test_fast_wire_form_equals_the_schema_for_every_status(app):
+    from app.schemas import NotificationSchema, notification_to_wire
+
+    with app.app_context():
+        pending, delivered = service.create_notifications(["p", "d"], "x <b>y</b> ü")
+        service.mark_delivered([delivered.id])
+        read = service.mark_read("d", delivered.id)
+        for row in (pending, delivered, read, db.session.get(Notification, pending.id)):
+            assert notification_to_wire(row) == NotificationSchema().dump(row)
+
+
+def test_bulk_ids_are_distinct_version_4_uuids():
+    import uuid
+
+    from app.models import new_ids
+
+    ids = new_ids(2000)
+    assert len(set(ids)) == 2000
+    for value in ids[:50]:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 4 and str(parsed) == value

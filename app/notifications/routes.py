@@ -7,7 +7,6 @@ from app.auth import admin_required, current_identity, user_required
 from app.schemas import (
     CreateNotificationsSchema,
     ListQuerySchema,
-    NotificationListSchema,
     NotificationSchema,
 )
 from app.services import notifications as service
@@ -18,7 +17,6 @@ _one = NotificationSchema()
 _many = NotificationSchema(many=True)
 _query = ListQuerySchema()
 _create = CreateNotificationsSchema()
-_created = NotificationListSchema()
 
 
 def _json_body() -> object:
@@ -68,4 +66,4 @@ def create_notifications():
     """Send one notification to each of `userIds`; 201 with every stored notification."""
     data = _create.load(_json_body())
     created = service.create_notifications(data["user_ids"], data["message"])
-    return _created.dump({"notifications": created}), 201
+    return {"notifications": [service.to_wire(n) for n in created]}, 201

@@ -26,8 +26,8 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from app.errors import DomainError, NotFoundError
 from app.extensions import db, socketio
-from app.models import Notification, NotificationStatus, new_id, utcnow
-from app.schemas import NotificationSchema
+from app.models import RECORD_COLUMNS, Notification, NotificationRecord, NotificationStatus, new_ids, utcnow
+from app.schemas import notification_to_wire
 from app.services.presence import get_presence
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 NEW_NOTIFICATION = "new_notification"
 PENDING_NOTIFICATIONS = "pending_notifications"
 NAMESPACE = "/"
-
-_wire = NotificationSchema()
 
 
 class TooManySockets(DomainError):
@@ -51,12 +49,12 @@ def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-def to_wire(notification: Notification) -> dict:
-    """A notification as JSON-ready data, in the contract's camelCase form."""
-    return _wire.dump(notification)
+def to_wire(notification) -> dict:
+    """A notification (model or record) as JSON-ready data, in the contract's camelCase form."""
+    return notification_to_wire(notification)
 
 
-def _emit_each(notifications: Sequence[Notification]) -> None:
+def _emit_each(notifications: Sequence[NotificationRecord]) -> None:
     for notification in notifications:
         socketio.emit(
             NEW_NOTIFICATION,
@@ -66,7 +64,7 @@ def _emit_each(notifications: Sequence[Notification]) -> None:
         )
 
 
-def create_notifications(user_ids: Sequence[str], message: str) -> list[Notification]:
+def create_notifications(user_ids: Sequence[str], message: str) -> list[NotificationRecord]:
     """Store one notification per distinct user and send it live to those online.
 
     All rows go in with one INSERT in one transaction; a row is DELIVERED when its
@@ -81,25 +79,24 @@ def create_notifications(user_ids: Sequence[str], message: str) -> list[Notifica
     presence = get_presence()
     online = presence.online(targets)
     now = utcnow()
-    rows = [
-        {
-            "id": new_id(),
-            "user_id": user_id,
-            "message": message,
-            "status": NotificationStatus.DELIVERED if user_id in online else NotificationStatus.PENDING,
-            "created_at": now,
-            "delivered_at": now if user_id in online else None,
-            "read_at": None,
-        }
-        for user_id in targets
+    created = [
+        NotificationRecord(
+            id=notification_id,
+            user_id=user_id,
+            message=message,
+            status=NotificationStatus.DELIVERED if user_id in online else NotificationStatus.PENDING,
+            created_at=now,
+            delivered_at=now if user_id in online else None,
+            read_at=None,
+        )
+        for notification_id, user_id in zip(new_ids(len(targets)), targets, strict=True)
     ]
     try:
-        db.session.execute(insert(Notification), rows)
+        db.session.execute(insert(Notification.__table__), [_values(n) for n in created])
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    created = [Notification(**row) for row in rows]
     _emit_each([n for n in created if n.status is NotificationStatus.DELIVERED])
 
     late = _deliver_to_late_arrivals(created, presence)
@@ -112,7 +109,11 @@ def create_notifications(user_ids: Sequence[str], message: str) -> list[Notifica
     return created
 
 
-def _deliver_to_late_arrivals(created: list[Notification], presence) -> int:
+def _values(record: NotificationRecord) -> dict:
+    return {column.key: getattr(record, column.key) for column in RECORD_COLUMNS}
+
+
+def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> int:
     """Send the PENDING ones whose user connected while the rows were being written."""
     pending = [n for n in created if n.status is NotificationStatus.PENDING]
     if not pending:
@@ -129,7 +130,7 @@ def _deliver_to_late_arrivals(created: list[Notification], presence) -> int:
     return len(claimed)
 
 
-def mark_delivered(notification_ids: Sequence[str]) -> list[Notification]:
+def mark_delivered(notification_ids: Sequence[str]) -> list[NotificationRecord]:
     """Mark the still-PENDING ones among `notification_ids` DELIVERED, in one UPDATE.
 
     Returns exactly the rows this call changed, so a caller that sends them never
@@ -137,19 +138,19 @@ def mark_delivered(notification_ids: Sequence[str]) -> list[Notification]:
     """
     if not notification_ids:
         return []
-    return _claim(Notification.id.in_(list(notification_ids)))
+    return _claim(Notification.__table__.c.id.in_(list(notification_ids)))
 
 
-def _claim(*criteria) -> list[Notification]:
+def _claim(*criteria) -> list[NotificationRecord]:
+    table = Notification.__table__
     statement = (
-        update(Notification)
-        .where(Notification.status == NotificationStatus.PENDING, *criteria)
+        update(table)
+        .where(table.c.status == NotificationStatus.PENDING, *criteria)
         .values(status=NotificationStatus.DELIVERED, delivered_at=utcnow())
-        .returning(Notification)
-        .execution_options(synchronize_session=False)
+        .returning(*RECORD_COLUMNS)
     )
     try:
-        claimed = list(db.session.scalars(statement))
+        claimed = [NotificationRecord(*row) for row in db.session.execute(statement)]
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -174,7 +175,9 @@ def presence_tick() -> None:
         presence.finish_reaping(dead)
         log.warning(
             "process %s stopped without closing its %d user(s); %d notification(s) back to PENDING",
-            dead.process_id, len(dead.user_ids), requeued,
+            dead.process_id,
+            len(dead.user_ids),
+            requeued,
         )
         to_send |= presence.online(dead.user_ids)
     if to_send:
@@ -204,7 +207,7 @@ def _requeue_unconfirmed(user_ids: set[str], since: float) -> int:
 
 def send_pending(user_ids: set[str]) -> int:
     """Claim the PENDING rows of these users and send them to each user's room."""
-    claimed = _claim(Notification.user_id.in_(sorted(user_ids)))
+    claimed = _claim(Notification.__table__.c.user_id.in_(sorted(user_ids)))
     by_user: dict[str, list[Notification]] = {}
     for notification in sorted(claimed, key=lambda n: (n.created_at, n.id)):
         by_user.setdefault(notification.user_id, []).append(notification)
@@ -215,7 +218,7 @@ def send_pending(user_ids: set[str]) -> int:
     return len(claimed)
 
 
-def connect_socket(user_id: str, sid: str) -> list[Notification]:
+def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
     """Register socket `sid` of `user_id` and send it the user's PENDING notifications.
 
     The room is joined and the socket counted online before the PENDING rows are
@@ -228,7 +231,7 @@ def connect_socket(user_id: str, sid: str) -> list[Notification]:
         raise TooManySockets(f"at most {limit} connections per user")
     socketio.server.enter_room(sid, user_room(user_id), namespace=NAMESPACE)
     presence.add(user_id, sid)
-    pending = sorted(_claim(Notification.user_id == user_id), key=lambda n: (n.created_at, n.id))
+    pending = sorted(_claim(Notification.__table__.c.user_id == user_id), key=lambda n: (n.created_at, n.id))
     if pending:
         socketio.emit(PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE)
     log.info("user %s connected (sid %s): %d pending sent", user_id, sid, len(pending))

@@ -165,7 +165,8 @@ class RedisPresence(LocalPresence):
         if self._redis_ok:
             log.warning(
                 "presence: Redis unreachable (%s); only this process's own sockets count "
-                "until it is back, other users' notifications stay PENDING", exc,
+                "until it is back, other users' notifications stay PENDING",
+                exc,
             )
         self._redis_ok = False
         self._in_sync = False
@@ -264,7 +265,10 @@ class RedisPresence(LocalPresence):
         users = self.local_users()
         log.info(
             "presence: registered %d socket(s) of %d user(s) as process %s (was %s)",
-            len(self._owner), len(users), self.process_id, old_id,
+            len(self._owner),
+            len(users),
+            self.process_id,
+            old_id,
         )
         return users
 

@@ -8,6 +8,7 @@ from flask_cors import CORS
 
 from app.auth import register_token_checks
 from app.cli import register_commands
+from app.compat import close_on_malformed_engineio_packets
 from app.errors import register_error_handlers, register_jwt_loaders
 from app.events import register_events
 from app.extensions import db, jwt, migrate, socketio
@@ -25,6 +26,7 @@ def create_app(config: type[Config] | None = None, **overrides) -> Flask:
     app.config.update(overrides)
     check_config(app)
     configure_logging(app)
+    close_on_malformed_engineio_packets()
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)

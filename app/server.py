@@ -36,18 +36,19 @@ def start_background_tasks(app: Flask) -> None:
         socketio.start_background_task(_heartbeat_loop, app, app.config["PRESENCE_TTL"] / 3)
 
 
-def raise_file_limit(wanted: int) -> None:
-    """Let this process open as many sockets as it may serve (up to the hard limit)."""
+def raise_file_limit(connections: int) -> None:
+    """Let this process open a file per connection it may serve, plus some (up to the hard limit)."""
+    wanted = connections + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    if soft != resource.RLIM_INFINITY and soft < connections:
         log.warning(
-            "open file limit %s is below MAX_CONNECTIONS + 1024 = %s: raise it (ulimit -n, LimitNOFILE)",
+            "open file limit %s is below MAX_CONNECTIONS (%s): raise it (ulimit -n, LimitNOFILE)",
             soft,
-            wanted,
+            connections,
         )
 
 
@@ -63,7 +64,7 @@ def serve(app: Flask) -> None:
     import eventlet.wsgi
 
     host, port = app.config["HOST"], app.config["PORT"]
-    raise_file_limit(app.config["MAX_CONNECTIONS"] + 1024)
+    raise_file_limit(app.config["MAX_CONNECTIONS"])
     family = eventlet.green.socket.getaddrinfo(host, port)[0][0]
     listener = eventlet.listen((host, port), family=family, backlog=app.config["LISTEN_BACKLOG"])
     stopping = []
@@ -96,5 +97,6 @@ def serve(app: Flask) -> None:
         max_size=app.config["MAX_CONNECTIONS"],
         log_output=False,
         socket_timeout=None,
+        debug=False,  # eventlet's default sends tracebacks to clients on errors
     )
     log.info("stopped")

@@ -13,6 +13,7 @@ from app.errors import register_error_handlers, register_jwt_loaders
 from app.events import register_events
 from app.extensions import db, jwt, migrate, socketio
 from app.notifications import bp as notifications_bp
+from app.services.delivery import DeliveryTracker, TrackingManager
 from app.services.presence import init_presence
 from app.services.queue import ListeningRedisManager
 from app.site import bp as site_bp
@@ -70,18 +71,19 @@ def register_extensions(app: Flask) -> None:
     register_jwt_loaders(jwt)
     register_token_checks()
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
-    manager = ListeningRedisManager(queue_url, channel="notifications") if queue_url else None
+    manager = ListeningRedisManager(queue_url, channel="notifications") if queue_url else TrackingManager()
+    manager.tracker = app.extensions["deliveries"] = DeliveryTracker(app.config["DELIVERY_ACK_GRACE"])
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         logger=False,
         engineio_logger=False,
-        **({"client_manager": manager} if manager else {}),
+        client_manager=manager,
     )
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, origins=app.config["CORS_ALLOWED_ORIGINS"], expose_headers=["Link"])
-    init_presence(app, listening=(lambda: manager.listening) if manager else None)
+    init_presence(app, listening=(lambda: manager.listening) if queue_url else None)
 
 
 def register_blueprints(app: Flask) -> None:

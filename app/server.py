@@ -5,6 +5,7 @@ import os
 import resource
 import signal
 
+import greenlet
 from flask import Flask
 
 from app.extensions import socketio
@@ -13,6 +14,8 @@ from app.services.presence import get_presence
 from app.services.queue import ListeningRedisManager
 
 log = logging.getLogger(__name__)
+
+STOP_POLL_SECONDS = 0.1
 
 
 def _heartbeat_loop(app: Flask, interval: float) -> None:
@@ -67,7 +70,8 @@ def serve(app: Flask) -> None:
     raise_file_limit(app.config["MAX_CONNECTIONS"])
     family = eventlet.green.socket.getaddrinfo(host, port)[0][0]
     listener = eventlet.listen((host, port), family=family, backlog=app.config["LISTEN_BACKLOG"])
-    stopping = []
+    stopping: list[int] = []
+    accept_loop = greenlet.getcurrent()
 
     def drain() -> None:
         listener.close()  # new connections are refused (a load balancer tries another process)
@@ -78,17 +82,25 @@ def serve(app: Flask) -> None:
         log.error("requests still running after %ss; exiting anyway", app.config["GRACEFUL_TIMEOUT"])
         os._exit(1)
 
+    def watch_for_stop() -> None:
+        # The signal handler runs in whichever green thread was running when the signal
+        # came (a request, a connect handler...), so it only sets a flag; this green
+        # thread acts on it.
+        while not stopping:
+            eventlet.sleep(STOP_POLL_SECONDS)
+        log.info("received %s: stopping gracefully", signal.Signals(stopping[0]).name)
+        eventlet.spawn_n(drain)
+        # Ends eventlet's accept loop, which then waits for the running requests.
+        eventlet.kill(accept_loop, SystemExit(0))
+
     def on_signal(signum, _frame) -> None:
         if stopping:
             os._exit(1)
         stopping.append(signum)
-        log.info("received %s: stopping gracefully", signal.Signals(signum).name)
-        eventlet.spawn_n(drain)
-        # Ends eventlet's accept loop, which then waits for the running requests.
-        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    eventlet.spawn_n(watch_for_stop)
     start_background_tasks(app)
     log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
     eventlet.wsgi.server(

@@ -240,11 +240,15 @@
       if (s.active) setState("connecting", reason);
       else setState("disconnected", reason === "io server disconnect" ? "closed by the server" : "");
     });
-    s.on("new_notification", (n) => {
+    // The server asks for an acknowledgement: what a socket was sent but never
+    // acknowledged is sent again after a reconnect (merge() drops the duplicates).
+    s.on("new_notification", (n, ack) => {
       if (s === socket) merge([n]);
+      if (typeof ack === "function") ack();
     });
-    s.on("pending_notifications", (list) => {
+    s.on("pending_notifications", (list, ack) => {
       if (s === socket && Array.isArray(list)) merge(list);
+      if (typeof ack === "function") ack();
     });
   }
 

@@ -239,11 +239,36 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
 
 
 def disconnect_socket(sid: str) -> str | None:
-    """Stop counting socket `sid`; return its user, if it was counted."""
-    user_id = get_presence().remove(sid)
-    if user_id is not None:
-        log.info("user %s disconnected (sid %s)", user_id, sid)
+    """Stop counting socket `sid`; put back to PENDING what it never acknowledged.
+
+    Only when the user has no other socket left: another socket of theirs got
+    the same notifications. If the user connected again meanwhile, the rows put
+    back are sent to them at once. Returns the socket's user, if it was counted.
+    """
+    presence = get_presence()
+    user_id = presence.remove(sid)
+    unconfirmed = current_app.extensions["deliveries"].forget(sid)
+    if user_id is None:
+        return None
+    requeued = 0
+    if unconfirmed and not presence.online([user_id]):
+        requeued = _requeue(unconfirmed)
+        if requeued and presence.online([user_id]):
+            send_pending({user_id})
+    log.info("user %s disconnected (sid %s); %d unacknowledged put back", user_id, sid, requeued)
     return user_id
+
+
+def _requeue(notification_ids: list[str]) -> int:
+    """Put these DELIVERED rows back to PENDING; how many were."""
+    table = Notification.__table__
+    result = db.session.execute(
+        update(table)
+        .where(table.c.id.in_(notification_ids), table.c.status == NotificationStatus.DELIVERED)
+        .values(status=NotificationStatus.PENDING, delivered_at=None)
+    )
+    db.session.commit()
+    return result.rowcount
 
 
 def encode_cursor(notification: Notification) -> str:

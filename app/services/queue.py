@@ -5,12 +5,15 @@ import time
 
 import socketio
 
+from app.services.delivery import TrackingManagerMixin
+
 log = logging.getLogger(__name__)
 
 
-class ListeningRedisManager(socketio.RedisManager):
+class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
     """python-socketio's Redis manager, telling whether it is subscribed right now.
 
+    Local deliveries go through `TrackingManagerMixin` (acknowledged sends).
     A process that is not subscribed does not receive what other processes emit,
     so presence must not count it (see `RedisPresence.heartbeat`). It also retries
     every second instead of backing off to a minute, so live delivery resumes soon

@@ -1,0 +1,280 @@
+"""End-to-end tests of the browser client (public/) in headless Chromium.
+
+They drive the page served at /client/ by a real server (the `live_server`
+fixture of conftest.py) with Playwright's sync API, and assert what a user
+sees. Debian's chromium is used (never a browser downloaded by Playwright).
+Without playwright or /usr/bin/chromium the module is skipped, unless
+REQUIRE_SERVICES=1, in which case it fails.
+"""
+
+import base64
+import os
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 10_000  # every wait on the page is bounded by this
+HTTP_TIMEOUT = 10  # seconds, for direct REST calls
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+_missing = []
+if sync_playwright is None:
+    _missing.append("the 'playwright' Python package is not installed")
+if not os.path.exists(CHROMIUM):
+    _missing.append(f"{CHROMIUM} is missing (apt-get install chromium)")
+if _missing:
+    _reason = "browser tests need Playwright and Debian's chromium: " + "; ".join(_missing)
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(_reason + " (REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(_reason, allow_module_level=True)
+
+
+# ---- fixtures ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, live_server):
+    """A fresh page (own storage); checks afterwards that it only talked to localhost
+    and raised no uncaught JavaScript error."""
+    vendor = requests.get(live_server.url + "/client/vendor/socket.io.min.js", timeout=HTTP_TIMEOUT)
+    assert vendor.status_code == 200, (
+        "the server does not serve the socket.io client; run `npm ci` in public/ first"
+    )
+
+    context = chromium.new_context()
+    page = context.new_page()
+    requested, page_errors = [], []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    yield page
+    context.close()
+
+    foreign = [
+        url
+        for url in requested
+        if urlparse(url).scheme not in ("data", "blob") and urlparse(url).hostname not in LOCAL_HOSTS
+    ]
+    assert not foreign, f"the page made requests to other hosts: {foreign}"
+    assert not page_errors, f"uncaught JavaScript errors: {page_errors}"
+
+
+# ---- helpers -----------------------------------------------------------------
+
+
+def open_client(page, live_server):
+    page.goto(live_server.url + "/client/", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("disconnected", timeout=WAIT_MS)
+
+
+def connect(page, token):
+    page.fill("#token", token, timeout=WAIT_MS)
+    page.click("#connect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+
+
+def item(page, text):
+    """The list items whose message contains `text`."""
+    return page.locator("#notifications > li.notification").filter(has_text=text)
+
+
+def admin_post(live_server, user_ids, message):
+    response = requests.post(
+        live_server.url + "/v1/admin/notifications",
+        json={"userIds": user_ids, "message": message},
+        headers={"Authorization": "Bearer " + live_server.token("admin", admin=True)},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["notifications"]
+
+
+def history(live_server, user_id):
+    response = requests.get(
+        live_server.url + "/v1/notifications",
+        headers={"Authorization": "Bearer " + live_server.token(user_id)},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    return {n["id"]: n for n in response.json()}
+
+
+def send_cli(live_server, user_id, message):
+    result = live_server.cli("send-notification", "--user", user_id, message)
+    assert result.returncode == 0, f"send-notification failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+# ---- tests -------------------------------------------------------------------
+
+
+def test_connect_and_receive_live_notification(page, live_server):
+    open_client(page, live_server)
+    connect(page, live_server.token("alice"))
+    # A marker on the window proves the item arrives without a page reload.
+    page.evaluate("window.__marker = 'same page'")
+
+    send_cli(live_server, "alice", "hello")
+
+    hello = item(page, "hello")
+    expect(hello).to_have_count(1, timeout=WAIT_MS)
+    expect(hello.locator(".message")).to_have_text("hello", timeout=WAIT_MS)
+    expect(hello).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+    expect(hello.locator(".status")).to_have_text("DELIVERED", timeout=WAIT_MS)
+    expect(hello.locator(".created-at")).not_to_be_empty(timeout=WAIT_MS)
+    assert page.evaluate("window.__marker") == "same page"
+
+    page.click("#disconnect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("disconnected", timeout=WAIT_MS)
+
+
+def test_notification_sent_before_connecting_arrives_as_pending(page, live_server):
+    frames = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
+    open_client(page, live_server)
+
+    [sent] = admin_post(live_server, ["bob"], "sent while you were away")
+    assert sent["status"] == "PENDING"  # bob has no connection yet
+
+    connect(page, live_server.token("bob"))
+    away = page.locator(f'#notifications > li.notification[data-id="{sent["id"]}"]')
+    expect(away).to_have_count(1, timeout=WAIT_MS)
+    expect(away.locator(".message")).to_have_text("sent while you were away", timeout=WAIT_MS)
+    expect(away).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+    expect(away.locator(".status")).to_have_text("DELIVERED", timeout=WAIT_MS)
+    # It came through the pending_notifications event, not only the history request.
+    assert any("pending_notifications" in str(f) and sent["id"] in str(f) for f in frames), (
+        "no pending_notifications event carried the notification"
+    )
+
+    # While disconnected nothing shows up; after reconnecting it does, once.
+    page.click("#disconnect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("disconnected", timeout=WAIT_MS)
+    send_cli(live_server, "bob", "sent while disconnected")
+    page.wait_for_timeout(1000)
+    expect(item(page, "sent while disconnected")).to_have_count(0, timeout=WAIT_MS)
+
+    page.click("#connect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+    later = item(page, "sent while disconnected")
+    expect(later).to_have_count(1, timeout=WAIT_MS)
+    expect(later).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+    expect(item(page, "sent while you were away")).to_have_count(1, timeout=WAIT_MS)
+
+
+def test_message_is_rendered_as_text_not_html(page, live_server):
+    payload = '<img src=x onerror="window.__xss=1">'
+    open_client(page, live_server)
+    admin_post(live_server, ["carol"], payload)  # delivered as pending
+    connect(page, live_server.token("carol"))
+    admin_post(live_server, ["carol"], payload + " live")  # delivered live
+
+    messages = page.locator("#notifications > li.notification .message")
+    expect(messages).to_have_count(2, timeout=WAIT_MS)
+    assert sorted(messages.all_text_contents()) == sorted([payload, payload + " live"])
+    expect(page.locator("#notifications img")).to_have_count(0, timeout=WAIT_MS)
+    page.wait_for_timeout(500)  # give a (wrongly) created image time to fail and fire onerror
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_mark_read_and_delete(page, live_server):
+    open_client(page, live_server)
+    token = live_server.token("dave")
+    connect(page, token)
+
+    [first] = admin_post(live_server, ["dave"], "first message")
+    expect(item(page, "first message")).to_have_count(1, timeout=WAIT_MS)
+    [second] = admin_post(live_server, ["dave"], "second message")
+    expect(item(page, "second message")).to_have_count(1, timeout=WAIT_MS)
+    # Newest first.
+    expect(page.locator("#notifications > li.notification .message")).to_have_text(
+        ["second message", "first message"], timeout=WAIT_MS
+    )
+
+    # Mark read: the item shows READ, and the server agrees.
+    read_item = item(page, "first message")
+    read_item.locator("button.mark-read").click(timeout=WAIT_MS)
+    expect(read_item).to_have_attribute("data-status", "READ", timeout=WAIT_MS)
+    expect(read_item.locator(".status")).to_have_text("READ", timeout=WAIT_MS)
+    expect(read_item.locator("button.mark-read")).to_be_disabled(timeout=WAIT_MS)
+    stored = history(live_server, "dave")
+    assert stored[first["id"]]["status"] == "READ"
+    assert stored[first["id"]]["readAt"] is not None
+
+    # Delete: the item goes away, and the server no longer has it.
+    item(page, "second message").locator("button.delete").click(timeout=WAIT_MS)
+    expect(item(page, "second message")).to_have_count(0, timeout=WAIT_MS)
+    assert second["id"] not in history(live_server, "dave")
+    expect(page.locator("#error")).to_be_hidden(timeout=WAIT_MS)
+
+    # A reload remembers the token and rebuilds the list from the history.
+    page.reload(timeout=WAIT_MS)
+    expect(page.locator("#token")).to_have_value(token, timeout=WAIT_MS)
+    page.click("#connect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+    expect(item(page, "first message")).to_have_attribute("data-status", "READ", timeout=WAIT_MS)
+    expect(page.locator("#notifications > li.notification")).to_have_count(1, timeout=WAIT_MS)
+
+    # A REST error (the notification was deleted elsewhere) is shown to the user.
+    gone = requests.delete(
+        f"{live_server.url}/v1/notifications/{first['id']}",
+        headers={"Authorization": "Bearer " + token},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert gone.status_code == 204
+    again = requests.delete(
+        f"{live_server.url}/v1/notifications/{first['id']}",
+        headers={"Authorization": "Bearer " + token},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert again.status_code == 404
+    item(page, "first message").locator("button.delete").click(timeout=WAIT_MS)
+    expect(page.locator("#error")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#error")).to_contain_text(again.json()["message"], timeout=WAIT_MS)
+
+
+def _forged(token):
+    """The same header and claims with a signature that is not the server's."""
+    header, claims, _ = token.split(".")
+    bogus = base64.urlsafe_b64encode(b"\0" * 32).rstrip(b"=").decode()
+    return f"{header}.{claims}.{bogus}"
+
+
+@pytest.mark.parametrize("kind", ["malformed", "bad-signature"])
+def test_bad_token_shows_error(page, live_server, kind):
+    token = "not-a-jwt" if kind == "malformed" else _forged(live_server.token("erin"))
+    open_client(page, live_server)
+    page.fill("#token", token, timeout=WAIT_MS)
+    page.click("#connect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("error", timeout=WAIT_MS)
+    detail = page.locator("#state-detail")
+    expect(detail).not_to_be_empty(timeout=WAIT_MS)
+    # The connect_error message is meant for a person, not a serialized object.
+    assert not detail.text_content().lstrip().startswith(("{", "[")), detail.text_content()
+
+    # A refused connection receives nothing.
+    send_cli(live_server, "erin", "not for a refused connection")
+    page.wait_for_timeout(1000)
+    expect(page.locator("#notifications > li.notification")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("error", timeout=WAIT_MS)

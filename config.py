@@ -53,6 +53,9 @@ class Config:
     # Seconds after which a process that stopped its heartbeat (crashed, or cut off from
     # Redis) no longer counts its sockets as online; it beats every third of that.
     PRESENCE_TTL = _env_int("PRESENCE_TTL", 15)
+    # Seconds after which a notification sent to a socket counts as received even if the
+    # client never acknowledged it (see app/services/delivery.py).
+    DELIVERY_ACK_GRACE = _env_int("DELIVERY_ACK_GRACE", 10)
     PRESENCE_KEY_PREFIX = os.environ.get("PRESENCE_KEY_PREFIX", "notifications:presence")
     PRESENCE_REDIS_URL = None  # tests only: shared presence without a message queue
     # `flask ...` commands (run, send-notification, db) use threads; `python wsgi.py` uses eventlet.

@@ -30,7 +30,7 @@ def database_url(raw: str | None) -> str:
         return f"sqlite:///{BASE_DIR / 'instance' / 'notifications.db'}"
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
-            # psycopg2, made to cooperate with eventlet by psycogreen in wsgi.py.
+            # psycopg2, which eventlet.monkey_patch() in wsgi.py makes cooperative.
             return "postgresql+psycopg2://" + raw[len(prefix) :]
     return raw
 

@@ -10,13 +10,9 @@ if not os.environ.get("FLASK_RUN_FROM_CLI"):
     warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
     import eventlet
 
+    # Also makes psycopg2 wait for PostgreSQL through eventlet's hub (psycopg=True), so a
+    # slow query blocks only its own request (tests/e2e/test_postgres_green.py).
     eventlet.monkey_patch()
-
-    # psycopg2 is C code that would block the whole process on every query; this makes
-    # it wait for the database through eventlet's hub instead.
-    from psycogreen.eventlet import patch_psycopg
-
-    patch_psycopg()
 
 from app import create_app  # noqa: E402  (after monkey-patching)
 

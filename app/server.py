@@ -58,12 +58,13 @@ def raise_file_limit(connections: int) -> None:
 def serve(app: Flask) -> None:
     """Serve on HOST:PORT until SIGTERM/SIGINT, then stop gracefully.
 
-    On a stop signal: stop accepting connections, take this process's sockets out
-    of presence, close every Socket.IO connection (clients reconnect, to another
-    process behind a load balancer), let in-flight requests finish, then exit.
+    On a stop signal: stop accepting connections, close every Socket.IO connection
+    (clients reconnect, to another process behind a load balancer), take this
+    process out of presence, let in-flight requests finish, then exit.
     A second signal, or GRACEFUL_TIMEOUT seconds, ends it at once.
     """
     import eventlet
+    import eventlet.event
     import eventlet.wsgi
 
     host, port = app.config["HOST"], app.config["PORT"]
@@ -73,13 +74,23 @@ def serve(app: Flask) -> None:
     stopping: list[int] = []
     accept_loop = greenlet.getcurrent()
 
+    drained = eventlet.event.Event()
+
     def drain() -> None:
         listener.close()  # new connections are refused (a load balancer tries another process)
+        # Engine.IO close: clients reconnect by themselves. Each disconnect handler puts back
+        # to PENDING what its socket never acknowledged, so this comes before leaving presence.
+        eio = socketio.server.eio
+        for connection in list(eio.sockets.values()):
+            # without waiting for the writer to flush (eio.disconnect() can block there)
+            connection.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
         with app.app_context():
             get_presence().close()
-        socketio.server.eio.disconnect()  # engine.io close: clients reconnect by themselves
+        drained.send()
+
+    def give_up() -> None:
         eventlet.sleep(app.config["GRACEFUL_TIMEOUT"])
-        log.error("requests still running after %ss; exiting anyway", app.config["GRACEFUL_TIMEOUT"])
+        log.error("still stopping after %ss; exiting anyway", app.config["GRACEFUL_TIMEOUT"])
         os._exit(1)
 
     def watch_for_stop() -> None:
@@ -89,6 +100,7 @@ def serve(app: Flask) -> None:
         while not stopping:
             eventlet.sleep(STOP_POLL_SECONDS)
         log.info("received %s: stopping gracefully", signal.Signals(stopping[0]).name)
+        eventlet.spawn_n(give_up)
         eventlet.spawn_n(drain)
         # Ends eventlet's accept loop, which then waits for the running requests.
         eventlet.kill(accept_loop, SystemExit(0))
@@ -111,4 +123,5 @@ def serve(app: Flask) -> None:
         socket_timeout=None,
         debug=False,  # eventlet's default sends tracebacks to clients on errors
     )
+    drained.wait()  # the sockets closed and presence left, not only the requests done
     log.info("stopped")

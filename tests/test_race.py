@@ -94,3 +94,28 @@ def test_without_the_presence_re_read_the_notification_would_wait(
     note = admin_post(["alice"], "racing").get_json()["notifications"][0]
     assert ids_received(sockets[0]) == []
     assert stored_statuses(app, "alice") == {note["id"]: "PENDING"}
+
+
+def test_user_leaving_during_create_gets_it_on_the_next_connect(app, socket_client, admin_post, monkeypatch):
+    """The create saw the user online; their socket closed before the row was written."""
+    presence = app.extensions["presence"]
+    sc = socket_client("alice")
+    real_online = presence.online
+    reads = []
+
+    def online(user_ids):
+        result = real_online(user_ids)
+        reads.append(result)
+        if len(reads) == 1:
+            sc.disconnect()  # after the create saw alice online
+        return result
+
+    monkeypatch.setattr(presence, "online", online)
+    note = admin_post(["alice"], "left meanwhile").get_json()["notifications"][0]
+    monkeypatch.setattr(presence, "online", real_online)
+
+    assert reads[0] == {"alice"}
+    assert note["status"] == "PENDING"
+    assert stored_statuses(app, "alice") == {note["id"]: "PENDING"}
+    again = socket_client("alice")
+    assert [n["id"] for n in received(again)["pending_notifications"][0]] == [note["id"]]

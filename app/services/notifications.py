@@ -5,8 +5,9 @@ Ordering rules that keep a connecting user from missing a notification:
 - connect: join the room, count the socket as online, *then* claim the user's
   PENDING rows (one UPDATE ... RETURNING) and send them;
 - create: read presence, insert every row in one statement and commit, emit to
-  the users that were online, *then* read presence again for the users stored
-  PENDING and claim and emit any whose user came online meanwhile.
+  the users that were online, *then* read presence again: rows stored DELIVERED
+  whose user has left since go back to PENDING, and PENDING rows whose user has
+  come online are claimed and emitted.
 
 A create that saw the user offline either commits before the connect's claim
 (the claim picks the row up) or after it, in which case the second presence
@@ -98,15 +99,35 @@ def create_notifications(user_ids: Sequence[str], message: str) -> list[Notifica
         db.session.rollback()
         raise
     _emit_each([n for n in created if n.status is NotificationStatus.DELIVERED])
-
-    late = _deliver_to_late_arrivals(created, presence)
+    _requeue_for_departed(created, presence)
+    _deliver_to_late_arrivals(created, presence)
+    delivered = sum(1 for n in created if n.status is NotificationStatus.DELIVERED)
     log.info(
         "created %d notification(s): %d delivered live, %d pending",
         len(created),
-        len(online) + late,
-        len(created) - len(online) - late,
+        delivered,
+        len(created) - delivered,
     )
     return created
+
+
+def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
+    """Put back to PENDING the DELIVERED ones whose user left before the emit.
+
+    The user was online at the first presence read; if their last socket closed
+    before the commit, the emit found no socket and nothing tracks the row.
+    """
+    delivered = [n for n in created if n.status is NotificationStatus.DELIVERED]
+    if not delivered:
+        return
+    departed = {n.user_id for n in delivered} - presence.online({n.user_id for n in delivered})
+    if not departed:
+        return
+    back = [n for n in delivered if n.user_id in departed]
+    _requeue([n.id for n in back])
+    for notification in back:
+        notification.status, notification.delivered_at = NotificationStatus.PENDING, None
+    log.info("%d user(s) left while their notification was written: kept PENDING", len(departed))
 
 
 def _values(record: NotificationRecord) -> dict:
@@ -114,7 +135,7 @@ def _values(record: NotificationRecord) -> dict:
 
 
 def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> int:
-    """Send the PENDING ones whose user connected while the rows were being written."""
+    """Send the PENDING ones whose user connected while the rows were being written (or since)."""
     pending = [n for n in created if n.status is NotificationStatus.PENDING]
     if not pending:
         return 0

@@ -9,6 +9,7 @@ and a surviving process "reaps" it (see `notifications.presence_tick`).
 """
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -112,7 +113,7 @@ class RedisPresence(LocalPresence):
 
     Keys (under `prefix`):
       user:<user_id>      hash sid -> process id, one entry per connected socket
-      users:<process id>  set of user ids that process ever registered (for reaping)
+      users:<process id>  set of user ids that process holds sockets of (for reaping)
       alive:<process id>  exists while the process is alive (expires after `ttl`)
       processes           hash process id -> time of its last heartbeat
 
@@ -132,6 +133,7 @@ class RedisPresence(LocalPresence):
         self._in_sync = False  # are this process's sockets all registered in Redis?
         self._redis_ok = True  # did the last Redis call succeed? (to log changes once)
         self._closed = False
+        self._beat_lock = threading.Lock()
         self._hdel_if_value = self.redis.register_script(_HDEL_IF_VALUE)
 
     @staticmethod
@@ -181,7 +183,12 @@ class RedisPresence(LocalPresence):
         user_id = super().remove(sid)
         if user_id is not None and self._in_sync:
             try:
-                self.redis.hdel(self._key("user", user_id), sid)
+                pipe = self.redis.pipeline()
+                pipe.hdel(self._key("user", user_id), sid)
+                if not super().socket_count(user_id):
+                    # so a reaper of this process never touches this user's rows
+                    pipe.srem(self._key("users", self.process_id), user_id)
+                pipe.execute()
             except redis.RedisError as exc:
                 self._lost(exc)
         return user_id
@@ -229,6 +236,10 @@ class RedisPresence(LocalPresence):
         A process counts as alive only while its message-queue listener is
         subscribed: otherwise it would be counted online without receiving emits.
         """
+        with self._beat_lock:
+            return self._heartbeat()
+
+    def _heartbeat(self) -> Tick:
         tick = Tick()
         if self._closed:
             return tick
@@ -301,7 +312,12 @@ class RedisPresence(LocalPresence):
 
     def close(self) -> None:
         """Remove this process's sockets from Redis on a clean shutdown."""
-        self._closed = True
+        with self._beat_lock:  # a heartbeat half-way through would register it again
+            self._closed = True
+            self._remove_everything()
+        super().close()
+
+    def _remove_everything(self) -> None:
         try:
             pipe = self.redis.pipeline()
             for sid, user_id in self._owner.items():
@@ -311,7 +327,6 @@ class RedisPresence(LocalPresence):
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("presence: could not clean up on shutdown: %s", exc)
-        super().close()
 
 
 def init_presence(app: Flask, listening=None) -> None:

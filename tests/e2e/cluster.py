@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -42,6 +43,7 @@ CONNECT_TIMEOUT = 10
 CLI_TIMEOUT = 60
 LOG_TAIL_LINES = 60
 REGISTERED = "presence: registered"
+PRESENCE_PREFIX = "notifications:presence"  # the server's default key prefix (not overridden)
 
 
 def unique(name: str) -> str:
@@ -77,11 +79,13 @@ class PostgresDatabase:
         return conn
 
     def create(self) -> None:
-        host = urlsplit(self.base_url).hostname or "localhost"
+        parts = urlsplit(self.base_url)
         try:
             conn = self._admin()
         except psycopg2.Error as exc:
-            skip_or_fail(f"PostgreSQL at {host} does not answer: {str(exc).strip()}")
+            conn, problem = None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if conn is None:
+            skip_or_fail(f"PostgreSQL at {parts.hostname}:{parts.port or 5432} does not answer: {problem}")
         try:
             with conn.cursor() as cur:
                 cur.execute(f'CREATE DATABASE "{self.name}"')
@@ -189,8 +193,19 @@ class RedisServer:
         binary = self.require()
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                [binary, "--save", "", "--appendonly", "no", "--port", str(self.port),
-                 "--bind", "127.0.0.1", "--dir", str(self.workdir)],
+                [
+                    binary,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.workdir),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -211,8 +226,12 @@ class RedisServer:
         """`redis-cli -p P shutdown nosave`, then wait until the process is gone."""
         cli = shutil.which("redis-cli")
         if cli:
-            subprocess.run([cli, "-p", str(self.port), "shutdown", "nosave"],
-                           capture_output=True, timeout=STOP_TIMEOUT, check=False)
+            subprocess.run(
+                [cli, "-p", str(self.port), "shutdown", "nosave"],
+                capture_output=True,
+                timeout=STOP_TIMEOUT,
+                check=False,
+            )
         else:
             try:
                 self.client().shutdown(nosave=True)
@@ -352,6 +371,12 @@ class ServerProcess:
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return "\n".join(self.log_since().splitlines()[-lines:])
 
+    def presence_id(self) -> str:
+        """The id under which this process last registered its sockets in Redis."""
+        ids = re.findall(r"presence: registered .* as process (\w+)", self.log_since())
+        assert ids, f"{self} never registered its presence:\n{self.log_tail()}"
+        return ids[-1]
+
     def connected_log_line(self, user_id: str) -> bool:
         return f"user {user_id} connected (sid" in self.log_since()
 
@@ -375,6 +400,9 @@ class Client:
         self.connect_errors: list = []
         self.counts: Counter[str] = Counter()  # notification id -> times received (either event)
         self.disconnected = threading.Event()
+        # While set to an unset Event, `new_notification` handlers wait for it before
+        # returning, which is when python-socketio sends the acknowledgement.
+        self.ack_gate: threading.Event | None = None
         self._lock = threading.Lock()
         self.sio.on("new_notification", self._on_new)
         self.sio.on("pending_notifications", self._on_pending)
@@ -385,6 +413,9 @@ class Client:
         with self._lock:
             self.new.append(payload)
             self.counts[payload["id"]] += 1
+        gate = self.ack_gate
+        if gate is not None:
+            gate.wait(CONNECT_TIMEOUT * 3)
 
     def _on_pending(self, payload):
         with self._lock:
@@ -395,10 +426,10 @@ class Client:
     def _on_disconnect(self, *_args):
         self.disconnected.set()
 
-    def connect(self, url: str, token: str, transports=("websocket",)) -> "Client":
+    def connect(self, url: str, token: str, transports=("websocket",), headers=None) -> "Client":
         self.sio.connect(
             url,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", **(headers or {})},
             transports=list(transports) if transports else None,
             wait_timeout=CONNECT_TIMEOUT,
         )
@@ -535,11 +566,14 @@ class Cluster:
         assert response.status_code == 201, f"{response.status_code} {response.text}"
         return {n["userId"]: n for n in response.json()["notifications"]}
 
-    def connect(self, server_or_url, user_id: str, transports=("websocket",), name: str = "") -> Client:
+    def connect(
+        self, server_or_url, user_id: str, transports=("websocket",), name: str = "", headers=None
+    ) -> Client:
+        """A recording client of `user_id`, connected to a server (or a proxy's URL)."""
         url = server_or_url.url if isinstance(server_or_url, ServerProcess) else server_or_url
         client = Client(user_id, name)
         self.clients.append(client)
-        return client.connect(url, self.token(user_id), transports=transports)
+        return client.connect(url, self.token(user_id), transports=transports, headers=headers)
 
     def disconnect_clients(self) -> None:
         clients, self.clients = self.clients, []
@@ -547,8 +581,10 @@ class Cluster:
             client.disconnect()
 
     def log_tails(self) -> str:
-        parts = [f"---- {server} log ({server.log_path}) ----\n{server.log_tail()}"
-                 for server in self.servers.values()]
+        parts = [
+            f"---- {server} log ({server.log_path}) ----\n{server.log_tail()}"
+            for server in self.servers.values()
+        ]
         if self.redis is not None:
             parts.append(f"---- redis-server :{self.redis.port} ----\n{self.redis.log_tail(15)}")
         return "\n".join(parts)
@@ -558,10 +594,14 @@ def new_cluster(tmp_path_factory, with_redis: bool = True) -> Cluster:
     return Cluster(tmp_path_factory.mktemp("cluster"), with_redis=with_redis)
 
 
-def log_tails_if_failed(request, cluster: Cluster, failed_before: int) -> None:
-    """Log every process's last lines when the test that just ran failed."""
+def log_tails_if_failed(request, cluster: Cluster, failed_before: int, extra=None) -> None:
+    """Log every process's last lines when the test that just ran failed.
+
+    Called from a fixture's teardown: pytest shows that section with the failure.
+    """
     if request.session.testsfailed > failed_before:
-        log.error("server logs after the failure of %s:\n%s", request.node.nodeid, cluster.log_tails())
+        more = f"\n{extra()}" if extra else ""
+        log.error("logs after the failure of %s:\n%s%s", request.node.nodeid, cluster.log_tails(), more)
 
 
 def port_refuses(port: int) -> bool:

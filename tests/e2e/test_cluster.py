@@ -1,6 +1,5 @@
 """Three server processes sharing PostgreSQL and Redis: delivery, presence, crashes and Redis outages."""
 
-import re
 import time
 from datetime import UTC, datetime
 
@@ -38,13 +37,6 @@ def nodes(request, cluster):
     cluster.disconnect_clients()
 
 
-def process_id(server) -> str:
-    """The presence id under which `server` last registered its sockets in Redis."""
-    ids = re.findall(r"presence: registered .* as process (\w+)", server.log_since())
-    assert ids, f"{server} never registered its presence:\n{server.log_tail()}"
-    return ids[-1]
-
-
 def test_user_on_one_process_gets_live_what_an_admin_posts_to_another(nodes):
     a, b = nodes.servers["A"], nodes.servers["B"]
     alice, bob = unique("alice"), unique("bob")
@@ -66,8 +58,15 @@ def test_fan_out_reaches_every_socket_on_every_process_exactly_once(nodes):
     a, b, c = nodes.servers["A"], nodes.servers["B"], nodes.servers["C"]
     users = [unique(f"user{i}") for i in range(6)]
     offline = [unique("away1"), unique("away2")]
-    placement = [(users[0], a), (users[0], b), (users[1], a), (users[2], b),
-                 (users[3], c), (users[4], c), (users[5], a)]
+    placement = [
+        (users[0], a),
+        (users[0], b),
+        (users[1], a),
+        (users[2], b),
+        (users[3], c),
+        (users[4], c),
+        (users[5], a),
+    ]
     sockets = [nodes.connect(server, user, name=f"{user}@{server.name}") for user, server in placement]
 
     sent = nodes.send(c.url, users + offline, "fan-out")
@@ -77,14 +76,20 @@ def test_fan_out_reaches_every_socket_on_every_process_exactly_once(nodes):
         **dict.fromkeys(offline, "PENDING"),
     }
     for client in sockets:
-        wait_for(lambda client=client: client.got(sent[client.user_id]["id"]), DELIVERY_TIMEOUT,
-                 f"the fan-out on {client.name}")
+        wait_for(
+            lambda client=client: client.got(sent[client.user_id]["id"]),
+            DELIVERY_TIMEOUT,
+            f"the fan-out on {client.name}",
+        )
     # A second POST through the same process is a barrier: its emits travel the same
     # queue after the first one's, so once it arrived, any duplicate would have too.
     marker = nodes.send(c.url, users, "barrier")
     for client in sockets:
-        wait_for(lambda client=client: client.got(marker[client.user_id]["id"]), DELIVERY_TIMEOUT,
-                 f"the barrier on {client.name}")
+        wait_for(
+            lambda client=client: client.got(marker[client.user_id]["id"]),
+            DELIVERY_TIMEOUT,
+            f"the barrier on {client.name}",
+        )
     for client in sockets:
         own = {sent[client.user_id]["id"], marker[client.user_id]["id"]}
         assert dict(client.counts) == dict.fromkeys(own, 1), f"{client.name} received {dict(client.counts)}"
@@ -120,14 +125,22 @@ def test_send_notification_command_reaches_a_user_on_another_process_live(nodes)
     dave = unique("dave")
     client = nodes.connect(b, dave)
 
-    result = nodes.cli("send-notification", "--user", dave, "from the command line", port=nodes.servers["A"].port)
+    result = nodes.cli(
+        "send-notification", "--user", dave, "from the command line", port=nodes.servers["A"].port
+    )
 
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.stdout.strip() == "created 1, delivered live 1, pending 0", result.stderr
     wait_for(lambda: client.new, DELIVERY_TIMEOUT, "the command's notification on dave's socket")
     [event] = client.new
-    assert (event["userId"], event["message"], event["status"]) == (dave, "from the command line", "DELIVERED")
-    assert nodes.database.rows("SELECT status FROM notifications WHERE user_id = %s", (dave,)) == [("DELIVERED",)]
+    assert (event["userId"], event["message"], event["status"]) == (
+        dave,
+        "from the command line",
+        "DELIVERED",
+    )
+    assert nodes.database.rows("SELECT status FROM notifications WHERE user_id = %s", (dave,)) == [
+        ("DELIVERED",)
+    ]
 
 
 def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile_is_lost(nodes):
@@ -137,7 +150,7 @@ def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile
     before = nodes.send(b.url, [alice], "before the crash")[alice]
     assert before["status"] == "DELIVERED"
     wait_for(lambda: first.got(before["id"]), DELIVERY_TIMEOUT, "the notification before the crash")
-    dead_id = process_id(a)
+    dead_id = a.presence_id()
     offsets = {server.name: server.log_size() for server in (b, c)}
 
     killed_wall = datetime.now(UTC)
@@ -154,24 +167,32 @@ def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile
         time.sleep(POST_INTERVAL)
     window = answers[-1][1]
     delivered_in_window = [n for n, _ in answers if n["status"] == "DELIVERED"]
-    record_figures("crash_window", {
-        "presenceTtlSeconds": PRESENCE_TTL,
-        "windowSeconds": round(window, 3),
-        "postIntervalSeconds": POST_INTERVAL,
-        "postsAnsweredDeliveredInWindow": len(delivered_in_window),
-        "postsTotal": len(answers),
-    })
+    record_figures(
+        "crash_window",
+        {
+            "presenceTtlSeconds": PRESENCE_TTL,
+            "windowSeconds": round(window, 3),
+            "postIntervalSeconds": POST_INTERVAL,
+            "postsAnsweredDeliveredInWindow": len(delivered_in_window),
+            "postsTotal": len(answers),
+        },
+    )
 
     wait_for(
-        lambda: any(f"process {dead_id} stopped without closing" in server.log_since(offsets[server.name])
-                    for server in (b, c)),
+        lambda: any(
+            f"process {dead_id} stopped without closing" in server.log_since(offsets[server.name])
+            for server in (b, c)
+        ),
         PROBE_TIMEOUT,
         lambda: f"B or C to reap process {dead_id}:\n{nodes.log_tails()}",
     )
     wait_for(
-        lambda: not nodes.database.rows(
-            "SELECT id FROM notifications WHERE user_id = %s AND status = 'DELIVERED' AND delivered_at > %s",
-            (alice, killed_wall),
+        lambda: (
+            not nodes.database.rows(
+                "SELECT id FROM notifications"
+                " WHERE user_id = %s AND status = 'DELIVERED' AND delivered_at > %s",
+                (alice, killed_wall),
+            )
         ),
         DELIVERY_TIMEOUT,
         "the notifications marked DELIVERED after the kill to be back to PENDING",
@@ -218,16 +239,25 @@ def test_redis_outage_keeps_local_delivery_and_recovers_without_a_restart(nodes)
         time.sleep(POST_INTERVAL)
     wait_for(lambda: probe["id"] in on_a.new_ids(), DELIVERY_TIMEOUT, "the first DELIVERED one, live on A")
     live_after = time.monotonic() - back_at
-    wait_for(lambda: stored["id"] in on_a.pending_ids(), DELIVERY_TIMEOUT,
-             "the notification stored during the outage, as pending_notifications on A")
+    wait_for(
+        lambda: stored["id"] in on_a.pending_ids(),
+        DELIVERY_TIMEOUT,
+        "the notification stored during the outage, as pending_notifications on A",
+    )
     pending_after = time.monotonic() - back_at
-    wait_for(lambda: all(on_a.got(p["id"]) for p in probes), DELIVERY_TIMEOUT,
-             "every notification sent while the processes re-registered")
-    record_figures("redis_recovery", {
-        "liveDeliveryResumedSeconds": round(live_after, 3),
-        "outagePendingReceivedBySeconds": round(pending_after, 3),
-        "postsAnsweredPendingAfterRedisBack": len(probes) - 1,
-        "postIntervalSeconds": POST_INTERVAL,
-    })
+    wait_for(
+        lambda: all(on_a.got(p["id"]) for p in probes),
+        DELIVERY_TIMEOUT,
+        "every notification sent while the processes re-registered",
+    )
+    record_figures(
+        "redis_recovery",
+        {
+            "liveDeliveryResumedSeconds": round(live_after, 3),
+            "outagePendingReceivedBySeconds": round(pending_after, 3),
+            "postsAnsweredPendingAfterRedisBack": len(probes) - 1,
+            "postIntervalSeconds": POST_INTERVAL,
+        },
+    )
     assert {server.name: server.pid for server in nodes.servers.values()} == pids
     assert set(nodes.database.statuses([stored["id"], *(p["id"] for p in probes)]).values()) == {"DELIVERED"}

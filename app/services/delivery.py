@@ -15,7 +15,7 @@ Clients that never acknowledge are not penalised forever: a send older than
 import time
 from functools import partial
 
-import socketio
+from app.services.rooms import IndexedRoomsMixin
 
 TRACKED_EVENTS = ("new_notification", "pending_notifications")
 
@@ -57,7 +57,7 @@ def _ids(event: str, data) -> list[str]:
     return [data["id"]]
 
 
-class TrackingManagerMixin(socketio.Manager):
+class TrackingManagerMixin(IndexedRoomsMixin):
     """Sends notification events one socket at a time, each with an ack request.
 
     It sits below python-socketio's pub/sub managers in the method order, so it

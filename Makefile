@@ -1,9 +1,10 @@
-# `make run` sets up and starts the server; `make test` sets up and runs every test.
+# `make run` sets up and starts the server; `make test` sets up and runs every test;
+# `make bench` runs the benchmark (bench/README.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup lint clean
+.PHONY: run test bench setup lint clean
 
 run: setup
 	$(PY) -m flask --app wsgi db upgrade
@@ -12,12 +13,15 @@ run: setup
 test: setup
 	scripts/test.sh
 
+bench: setup
+	$(PY) -m bench
+
 setup: $(VENV)/.installed public/node_modules/.installed
 
 lint: setup
 	$(PY) -m ruff check .
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt bench/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -4,6 +4,7 @@ import logging
 
 from flask import request
 from flask_socketio import ConnectionRefusedError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth import AuthError, socket_identity
 from app.extensions import socketio
@@ -28,6 +29,9 @@ def on_connect(auth=None):
     except notifications.TooManySockets as exc:
         log.warning("socket connection of user %s refused: %s", identity.user_id, exc)
         raise ConnectionRefusedError(str(exc)) from None
+    except SQLAlchemyError:
+        log.exception("socket connection of user %s refused: database error", identity.user_id)
+        raise ConnectionRefusedError("server busy, try again") from None
 
 
 def on_disconnect(reason=None):

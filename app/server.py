@@ -16,16 +16,20 @@ from app.services.queue import ListeningRedisManager
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.1
+RETRY_REGISTER_SECONDS = 0.2
 
 
 def _heartbeat_loop(app: Flask, interval: float) -> None:
+    with app.app_context():
+        presence = get_presence()
     while True:
         with app.app_context():
             try:
                 presence_tick()
             except Exception:  # noqa: BLE001  (log and keep beating)
                 log.exception("presence heartbeat failed")
-        socketio.sleep(interval)
+        # Until registered (start-up, after an outage), retry soon rather than in a full interval.
+        socketio.sleep(interval if presence.in_sync else min(interval, RETRY_REGISTER_SECONDS))
 
 
 def start_background_tasks(app: Flask) -> None:

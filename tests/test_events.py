@@ -141,3 +141,25 @@ def test_one_user_cannot_hold_more_than_the_socket_limit(app, socket_client, adm
     assert socket_client("bob").is_connected()  # other users are not affected
     second.disconnect()
     assert socket_client("alice").is_connected()
+
+
+def test_database_failure_on_connect_refuses_and_leaves_no_presence(
+    app, socket_client, admin_post, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from app.services import notifications as service
+
+    admin_post(["alice"], "waiting")
+
+    def down(*criteria):
+        raise OperationalError("UPDATE", {}, Exception("pool exhausted"))
+
+    monkeypatch.setattr(service, "_claim", down)
+    sc = socket_client("alice")
+    assert not sc.is_connected()
+    assert app.extensions["presence"].online(["alice"]) == set()
+    monkeypatch.undo()
+    assert set(stored_statuses(app, "alice").values()) == {"PENDING"}
+    again = socket_client("alice")
+    assert [n["message"] for n in received(again)["pending_notifications"][0]] == ["waiting"]

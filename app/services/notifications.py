@@ -252,7 +252,14 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
         raise TooManySockets(f"at most {limit} connections per user")
     socketio.server.enter_room(sid, user_room(user_id), namespace=NAMESPACE)
     presence.add(user_id, sid)
-    pending = sorted(_claim(Notification.__table__.c.user_id == user_id), key=lambda n: (n.created_at, n.id))
+    try:
+        claimed = _claim(Notification.__table__.c.user_id == user_id)
+    except Exception:
+        # Not counted as connected with pending rows it never got; the caller refuses it.
+        presence.remove(sid)
+        socketio.server.leave_room(sid, user_room(user_id), namespace=NAMESPACE)
+        raise
+    pending = sorted(claimed, key=lambda n: (n.created_at, n.id))
     if pending:
         socketio.emit(PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE)
     log.info("user %s connected (sid %s): %d pending sent", user_id, sid, len(pending))

@@ -80,6 +80,8 @@ class LocalPresence:
         """How many sockets `user_id` has open."""
         return len(self._sockets.get(user_id, ()))
 
+    in_sync = True
+
     def heartbeat(self) -> Tick:
         """Nothing to prove or reap in a single process."""
         return Tick()
@@ -123,9 +125,23 @@ class RedisPresence(LocalPresence):
 
     shared = True
 
-    def __init__(self, url: str, ttl: float, prefix: str = "notifications:presence", listening=None):
+    def __init__(
+        self,
+        url: str,
+        ttl: float,
+        prefix: str = "notifications:presence",
+        listening=None,
+        max_connections: int = 50,
+    ):
         super().__init__()
-        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        # A blocking pool: under a burst (1,000 clients leaving at once) green threads wait
+        # for a connection instead of failing with "Too many connections", which would
+        # look like an outage.
+        self.redis = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=5, socket_timeout=2, socket_connect_timeout=2
+            )
+        )
         self.ttl = ttl
         self.prefix = prefix
         self.process_id = self._new_process_id()
@@ -230,6 +246,11 @@ class RedisPresence(LocalPresence):
             self._lost(exc)
             return local
 
+    @property
+    def in_sync(self) -> bool:
+        """Are all of this process's sockets registered in Redis?"""
+        return self._in_sync
+
     def heartbeat(self) -> Tick:
         """Prove this process alive, restore its sockets after an outage, find dead ones.
 
@@ -265,14 +286,27 @@ class RedisPresence(LocalPresence):
         """Register every local socket again, under a fresh process id.
 
         A fresh id, because other processes may be reaping the old one right now.
+        Sockets that connect or close while this runs write through themselves
+        (`_in_sync` is set first); one that closed meanwhile is removed again after.
         """
         old_id, self.process_id = self.process_id, self._new_process_id()
+        self._in_sync = True
+        snapshot = list(self._owner.items())
         pipe = self.redis.pipeline()
         self._prove_alive(pipe)
-        for sid, user_id in self._owner.items():
+        for sid, user_id in snapshot:
             self._register(pipe, user_id, sid)
-        pipe.execute()
-        self._in_sync = True
+        try:
+            pipe.execute()
+            closed = [(sid, user_id) for sid, user_id in snapshot if sid not in self._owner]
+            if closed:
+                pipe = self.redis.pipeline()
+                for sid, user_id in closed:
+                    pipe.hdel(self._key("user", user_id), sid)
+                pipe.execute()
+        except redis.RedisError:
+            self._in_sync = False
+            raise
         users = self.local_users()
         log.info(
             "presence: registered %d socket(s) of %d user(s) as process %s (was %s)",

@@ -31,9 +31,13 @@ class DeliveryTracker:
         """Record that `sid` was sent these notifications and asked to acknowledge them."""
         now = time.monotonic()
         pending = self._unconfirmed.setdefault(sid, {})
-        if len(pending) > 256:  # drop the ones now past their grace period
-            for key in [k for k, t in pending.items() if now - t >= self.grace]:
-                del pending[key]
+        # Entries are in the order they were sent: drop the ones past their grace period
+        # from the front (what a client that never acknowledges leaves behind).
+        while pending:
+            oldest = next(iter(pending))
+            if now - pending[oldest] < self.grace:
+                break
+            del pending[oldest]
         for notification_id in notification_ids:
             pending[notification_id] = now
 

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -592,6 +593,28 @@ class Cluster:
 
 def new_cluster(tmp_path_factory, with_redis: bool = True) -> Cluster:
     return Cluster(tmp_path_factory.mktemp("cluster"), with_redis=with_redis)
+
+
+@contextmanager
+def running_cluster(tmp_path_factory, *names: str, with_redis: bool = True):
+    """A cluster with server processes `names`, torn down afterwards (for module fixtures)."""
+    cluster = new_cluster(tmp_path_factory, with_redis=with_redis)
+    try:
+        cluster.setup()
+        cluster.add_servers(*names)
+        yield cluster
+    finally:
+        cluster.teardown()
+
+
+@contextmanager
+def watched(request, cluster: Cluster, extra=None):
+    """Every process running for the test; logs on failure, the test's sockets closed after."""
+    cluster.ensure_running()
+    failed_before = request.session.testsfailed
+    yield cluster
+    log_tails_if_failed(request, cluster, failed_before, extra=extra)
+    cluster.disconnect_clients()
 
 
 def log_tails_if_failed(request, cluster: Cluster, failed_before: int, extra=None) -> None:

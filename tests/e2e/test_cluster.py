@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from .cluster import PRESENCE_TTL, log_tails_if_failed, new_cluster, record_figures, unique
+from .cluster import PRESENCE_TTL, record_figures, running_cluster, unique, watched
 from .conftest import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -18,23 +18,15 @@ DELIVERY_TIMEOUT = 15
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cluster = new_cluster(tmp_path_factory)
-    try:
-        cluster.setup()
-        cluster.add_servers("A", "B", "C")
+    with running_cluster(tmp_path_factory, "A", "B", "C") as cluster:
         yield cluster
-    finally:
-        cluster.teardown()
 
 
 @pytest.fixture
 def nodes(request, cluster):
     """The cluster with every process and Redis running; this test's sockets closed afterwards."""
-    cluster.ensure_running()
-    failed_before = request.session.testsfailed
-    yield cluster
-    log_tails_if_failed(request, cluster, failed_before)
-    cluster.disconnect_clients()
+    with watched(request, cluster):
+        yield cluster
 
 
 def test_user_on_one_process_gets_live_what_an_admin_posts_to_another(nodes):

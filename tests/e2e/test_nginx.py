@@ -18,9 +18,9 @@ from .cluster import (
     HTTP_TIMEOUT,
     REPO_ROOT,
     STOP_TIMEOUT,
-    log_tails_if_failed,
-    new_cluster,
+    running_cluster,
     unique,
+    watched,
 )
 from .conftest import free_port, wait_for
 
@@ -132,13 +132,8 @@ class Nginx:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     nginx_binary()
-    cluster = new_cluster(tmp_path_factory)
-    try:
-        cluster.setup()
-        cluster.add_servers("1", "2", "3")
+    with running_cluster(tmp_path_factory, "1", "2", "3") as cluster:
         yield cluster
-    finally:
-        cluster.teardown()
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +149,8 @@ def nginx(cluster):
 
 @pytest.fixture
 def nodes(request, cluster, nginx):
-    cluster.ensure_running()
-    failed_before = request.session.testsfailed
-    yield cluster
-    log_tails_if_failed(request, cluster, failed_before, extra=nginx.log_tail)
-    cluster.disconnect_clients()
+    with watched(request, cluster, extra=nginx.log_tail):
+        yield cluster
 
 
 def backend_of(cluster, user_id: str):

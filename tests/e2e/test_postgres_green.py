@@ -9,10 +9,10 @@ from .cluster import (
     HTTP_TIMEOUT,
     TableLock,
     in_background,
-    log_tails_if_failed,
-    new_cluster,
     record_figures,
+    running_cluster,
     unique,
+    watched,
 )
 from .conftest import wait_for
 
@@ -24,21 +24,14 @@ ANSWER_TIMEOUT = 15
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cluster = new_cluster(tmp_path_factory, with_redis=False)
-    try:
-        cluster.setup()
-        cluster.add_servers("single")
+    with running_cluster(tmp_path_factory, "single", with_redis=False) as cluster:
         yield cluster
-    finally:
-        cluster.teardown()
 
 
 @pytest.fixture
 def nodes(request, cluster):
-    cluster.ensure_running()
-    failed_before = request.session.testsfailed
-    yield cluster
-    log_tails_if_failed(request, cluster, failed_before)
+    with watched(request, cluster):
+        yield cluster
 
 
 def timed(request):

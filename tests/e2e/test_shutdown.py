@@ -15,10 +15,11 @@ from .cluster import (
     TableLock,
     in_background,
     log_tails_if_failed,
-    new_cluster,
     port_refuses,
     record_figures,
+    running_cluster,
     unique,
+    watched,
 )
 from .conftest import wait_for
 
@@ -46,13 +47,8 @@ class Stop:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cluster = new_cluster(tmp_path_factory)
-    try:
-        cluster.setup()
-        cluster.add_servers("stopping", "staying")
+    with running_cluster(tmp_path_factory, "stopping", "staying") as cluster:
         yield cluster
-    finally:
-        cluster.teardown()
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +105,8 @@ def stopped(request, stop):
 @pytest.fixture
 def nodes(request, cluster):
     """Both processes running (the stopped one started again)."""
-    cluster.ensure_running()
-    failed_before = request.session.testsfailed
-    yield cluster
-    log_tails_if_failed(request, cluster, failed_before)
-    cluster.disconnect_clients()
+    with watched(request, cluster):
+        yield cluster
 
 
 def test_stopping_process_refuses_new_connections_and_closes_sockets_while_a_request_runs(stopped):

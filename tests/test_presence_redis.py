@@ -208,3 +208,28 @@ def test_cli_with_shared_presence_stores_and_counts_without_a_server(shared_app,
     assert "no server answers" not in result.output
     got = statuses(shared_app)
     assert got == {"alice": NotificationStatus.DELIVERED, "bob": NotificationStatus.PENDING}
+
+
+def test_a_socket_connecting_while_the_process_registers_is_registered_too(redis_url, presence_prefix):
+    a = RedisPresence(redis_url, ttl=15, prefix=presence_prefix)
+    b = process(redis_url, presence_prefix)
+    a.add("alice", "s1")  # before the first heartbeat: known locally only
+    real_pipeline, connected = a.redis.pipeline, []
+
+    def pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        def execute(*exec_args, **exec_kwargs):
+            if not connected:  # bob connects while the registration is on its way to Redis
+                connected.append("bob")
+                a.add("bob", "s2")
+            return real_execute(*exec_args, **exec_kwargs)
+
+        pipe.execute = execute
+        return pipe
+
+    a.redis.pipeline = pipeline
+    assert a.heartbeat().resynced_users >= {"alice"}
+    a.redis.pipeline = real_pipeline
+    assert b.online(["alice", "bob"]) == {"alice", "bob"}

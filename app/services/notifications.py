@@ -253,7 +253,7 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
     socketio.server.enter_room(sid, user_room(user_id), namespace=NAMESPACE)
     presence.add(user_id, sid)
     try:
-        claimed = _claim(Notification.__table__.c.user_id == user_id)
+        claimed = _claim(Notification.__table__.c.user_id == user_id) if _has_pending(user_id) else []
     except Exception:
         # Not counted as connected with pending rows it never got; the caller refuses it.
         presence.remove(sid)
@@ -264,6 +264,22 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
         socketio.emit(PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE)
     log.info("user %s connected (sid %s): %d pending sent", user_id, sid, len(pending))
     return pending
+
+
+def _has_pending(user_id: str) -> bool:
+    """Whether the user has PENDING rows: a read, so most connects write nothing.
+
+    Safe to skip the claim on "no": it runs after the socket counts as online, so a
+    row committed afterwards is claimed by its creator's second presence read.
+    """
+    table = Notification.__table__
+    found = db.session.execute(
+        select(table.c.id)
+        .where(table.c.user_id == user_id, table.c.status == NotificationStatus.PENDING)
+        .limit(1)
+    ).first()
+    db.session.commit()  # end the read transaction (SQLite holds a shared lock meanwhile)
+    return found is not None
 
 
 def disconnect_socket(sid: str) -> str | None:

@@ -124,7 +124,7 @@ def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
     if not departed:
         return
     back = [n for n in delivered if n.user_id in departed]
-    _requeue([n.id for n in back])
+    _requeue(Notification.__table__.c.id.in_([n.id for n in back]))
     for notification in back:
         notification.status, notification.delivered_at = NotificationStatus.PENDING, None
     log.info("%d user(s) left while their notification was written: kept PENDING", len(departed))
@@ -212,31 +212,30 @@ CLOCK_SKEW_SECONDS = 2.0
 def _requeue_unconfirmed(user_ids: set[str], since: float) -> int:
     if not user_ids:
         return 0
-    result = db.session.execute(
-        update(Notification)
-        .where(
-            Notification.user_id.in_(sorted(user_ids)),
-            Notification.status == NotificationStatus.DELIVERED,
-            Notification.delivered_at >= datetime.fromtimestamp(since, UTC),
-        )
-        .values(status=NotificationStatus.PENDING, delivered_at=None)
-        .execution_options(synchronize_session=False)
+    table = Notification.__table__
+    return _requeue(
+        table.c.user_id.in_(sorted(user_ids)),
+        table.c.delivered_at >= datetime.fromtimestamp(since, UTC),
     )
-    db.session.commit()
-    return result.rowcount
 
 
 def send_pending(user_ids: set[str]) -> int:
     """Claim the PENDING rows of these users and send them to each user's room."""
     claimed = _claim(Notification.__table__.c.user_id.in_(sorted(user_ids)))
-    by_user: dict[str, list[Notification]] = {}
-    for notification in sorted(claimed, key=lambda n: (n.created_at, n.id)):
+    by_user: dict[str, list[NotificationRecord]] = {}
+    for notification in claimed:
         by_user.setdefault(notification.user_id, []).append(notification)
     for user_id, rows in by_user.items():
-        socketio.emit(
-            PENDING_NOTIFICATIONS, [to_wire(n) for n in rows], to=user_room(user_id), namespace=NAMESPACE
-        )
+        _emit_pending(rows, to=user_room(user_id))
     return len(claimed)
+
+
+def _emit_pending(rows: list[NotificationRecord], to: str) -> list[NotificationRecord]:
+    """Send `rows` as one `pending_notifications` array, oldest first; returns them in that order."""
+    ordered = sorted(rows, key=lambda n: (n.created_at, n.id))
+    if ordered:
+        socketio.emit(PENDING_NOTIFICATIONS, [to_wire(n) for n in ordered], to=to, namespace=NAMESPACE)
+    return ordered
 
 
 def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
@@ -259,9 +258,7 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
         presence.remove(sid)
         socketio.server.leave_room(sid, user_room(user_id), namespace=NAMESPACE)
         raise
-    pending = sorted(claimed, key=lambda n: (n.created_at, n.id))
-    if pending:
-        socketio.emit(PENDING_NOTIFICATIONS, [to_wire(n) for n in pending], to=sid, namespace=NAMESPACE)
+    pending = _emit_pending(claimed, to=sid)
     log.info("user %s connected (sid %s): %d pending sent", user_id, sid, len(pending))
     return pending
 
@@ -296,19 +293,19 @@ def disconnect_socket(sid: str) -> str | None:
         return None
     requeued = 0
     if unconfirmed and not presence.online([user_id]):
-        requeued = _requeue(unconfirmed)
+        requeued = _requeue(Notification.__table__.c.id.in_(unconfirmed))
         if requeued and presence.online([user_id]):
             send_pending({user_id})
     log.info("user %s disconnected (sid %s); %d unacknowledged put back", user_id, sid, requeued)
     return user_id
 
 
-def _requeue(notification_ids: list[str]) -> int:
-    """Put these DELIVERED rows back to PENDING; how many were."""
+def _requeue(*criteria) -> int:
+    """Put the DELIVERED rows matching `criteria` back to PENDING; how many were."""
     table = Notification.__table__
     result = db.session.execute(
         update(table)
-        .where(table.c.id.in_(notification_ids), table.c.status == NotificationStatus.DELIVERED)
+        .where(table.c.status == NotificationStatus.DELIVERED, *criteria)
         .values(status=NotificationStatus.PENDING, delivered_at=None)
     )
     db.session.commit()

@@ -28,11 +28,10 @@ import socketio
 
 from tests.conftest import skip_or_fail
 
-from .conftest import free_port, wait_for
+from .conftest import REPO_ROOT, free_port, spawn_server, wait_for
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FIGURES_PATH = REPO_ROOT / "bench" / "results" / "cluster-figures.json"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -284,15 +283,7 @@ class ServerProcess:
         """Start the process; `wait_ready()` waits until it serves."""
         assert not self.running, f"{self} is already running"
         self._start_offset = self.log_size()
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "wsgi.py"],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = spawn_server(self.env, self.log_path)
         self.returncode = None
         return self
 

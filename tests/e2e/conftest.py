@@ -54,6 +54,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def spawn_server(env: dict, log_path: Path) -> subprocess.Popen:
+    """Start `python wsgi.py` from the repo root with `env`, appending its output to `log_path`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "wsgi.py"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 class LiveServer:
     """A `python wsgi.py` process with its own SQLite file, port and JWT secret."""
 
@@ -92,15 +105,7 @@ class LiveServer:
     def start(self) -> None:
         """Start the server (again, on the same port and database) and wait until it is healthy."""
         assert self._process is None, "the server is already running"
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "wsgi.py"],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self._process = spawn_server(self.env, self.log_path)
         self._signalled = False
         self.returncode = None
         deadline = time.monotonic() + START_TIMEOUT

@@ -2,14 +2,13 @@
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -529,25 +528,23 @@ def test_connects_and_disconnects_during_sends_lose_nothing(live_server, socket_
 
 # ---- stopping ----------------------------------------------------------------
 
-HOLD_READ_LOCK = """
+HOLD_WRITE_LOCK = """
 import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN")
-conn.execute("SELECT count(*) FROM notifications").fetchall()
+conn.execute("BEGIN IMMEDIATE")
 print("held", flush=True)
 sys.stdin.readline()
 """
 
 
 @contextmanager
-def read_transaction_elsewhere(db_path):
-    """Hold a read transaction on the SQLite file from another process until the block ends.
+def write_lock_elsewhere(db_path):
+    """Hold SQLite's write lock from another process until the block ends.
 
-    A writer can then write but not commit: it takes SQLite's PENDING lock and
-    waits for the reader to go (see `committing`).
+    The server's next write then waits for it inside the SQLite driver (see `stuck`).
     """
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_READ_LOCK, str(db_path)],
+        [sys.executable, "-c", HOLD_WRITE_LOCK, str(db_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -560,15 +557,16 @@ def read_transaction_elsewhere(db_path):
         holder.wait(timeout=10)
 
 
-def committing(db_path):
-    """True while a writer waits to commit (new readers are turned away)."""
-    with closing(sqlite3.connect(db_path, timeout=0, isolation_level=None)) as conn:
-        try:
-            conn.execute("SELECT count(*) FROM notifications").fetchall()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):
-                return True
-            raise
+def stuck(server) -> bool:
+    """True while the server is waiting for the SQLite write lock.
+
+    The SQLite driver blocks the whole eventlet process while it waits, so even
+    `/healthz` (a read, which the lock does not block) goes unanswered.
+    """
+    try:
+        requests.get(server.url + "/healthz", timeout=0.5)
+    except requests.Timeout:
+        return True
     return False
 
 
@@ -589,7 +587,7 @@ def in_background(work):
 
 
 def test_sigterm_lets_a_running_request_finish(live_server):
-    with read_transaction_elsewhere(live_server.db_path):
+    with write_lock_elsewhere(live_server.db_path):
         post = in_background(
             lambda: requests.post(
                 live_server.url + "/v1/admin/notifications",
@@ -598,7 +596,7 @@ def test_sigterm_lets_a_running_request_finish(live_server):
                 timeout=30,
             )
         )
-        wait_for(lambda: committing(live_server.db_path), message="the request to be committing")
+        wait_for(lambda: stuck(live_server), message="the request to be waiting to write")
         live_server.send_signal(signal.SIGTERM)
     post["thread"].join(timeout=30)
 
@@ -615,10 +613,10 @@ def test_sigterm_lets_a_running_request_finish(live_server):
 def test_sigterm_during_a_socket_connect_stops_the_server_and_loses_nothing(live_server, socket_client):
     [waiting] = admin_post(live_server, ["bob"], "stored while bob was away")
     bob = socket_client()
-    with read_transaction_elsewhere(live_server.db_path):
+    with write_lock_elsewhere(live_server.db_path):
         connecting = in_background(lambda: connect(bob, live_server, "bob"))
         wait_for(
-            lambda: committing(live_server.db_path),
+            lambda: stuck(live_server),
             message="the connect to be claiming bob's pending notification",
         )
         live_server.send_signal(signal.SIGTERM)

@@ -7,12 +7,14 @@ from flask import Flask
 from flask_cors import CORS
 from sqlalchemy import event
 
+from app import jsonfast
 from app.auth import register_token_checks
 from app.cli import register_commands
 from app.compat import close_on_malformed_engineio_packets
 from app.errors import register_error_handlers, register_jwt_loaders
 from app.events import register_events
 from app.extensions import db, jwt, migrate, socketio
+from app.jsonfast import FastJSONProvider
 from app.notifications import bp as notifications_bp
 from app.services.delivery import DeliveryTracker, TrackingManager
 from app.services.presence import init_presence
@@ -24,6 +26,7 @@ from config import DEV_JWT_SECRET, Config, config_from_env
 def create_app(config: type[Config] | None = None, **overrides) -> Flask:
     """Build the app: extensions, routes, Socket.IO handlers and CLI commands."""
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app.json = FastJSONProvider(app)
     app.config.from_object(config or config_from_env())
     app.config.update(overrides)
     check_config(app)
@@ -84,6 +87,7 @@ def register_extensions(app: Flask) -> None:
         logger=False,
         engineio_logger=False,
         client_manager=manager,
+        json=jsonfast,
     )
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, origins=app.config["CORS_ALLOWED_ORIGINS"], expose_headers=["Link"])

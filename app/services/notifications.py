@@ -21,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 
 from flask import current_app
 from sqlalchemy import String, and_, bindparam, delete, func, insert, or_, select, update
@@ -139,17 +140,24 @@ def _insert(records: list[NotificationRecord]) -> None:
     """
     dialect = db.session.get_bind().dialect
     keys = [column.key for column in RECORD_COLUMNS]
-    convert = [_once_per_value(column.type.bind_processor(dialect)) for column in RECORD_COLUMNS]
+    names = [f"raw_{key}" for key in keys]
+    columns = [
+        _converted(map(attrgetter(column.key), records), column.type.bind_processor(dialect))
+        for column in RECORD_COLUMNS
+    ]
     db.session.execute(
         # Typed as String, which converts nothing: the values go to the driver as they are.
-        insert(Notification.__table__).values({key: bindparam(f"raw_{key}", type_=String()) for key in keys}),
-        [{f"raw_{key}": c(getattr(r, key)) for key, c in zip(keys, convert, strict=True)} for r in records],
+        insert(Notification.__table__).values(
+            {key: bindparam(name, type_=String()) for key, name in zip(keys, names, strict=True)}
+        ),
+        [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)],
     )
 
 
-def _once_per_value(process):
+def _converted(values, process):
+    """`values` through the column's bind processor, called once per distinct value."""
     if process is None:
-        return lambda value: value
+        return values
     done: dict = {}
 
     def convert(value):
@@ -157,7 +165,7 @@ def _once_per_value(process):
             done[value] = process(value)
         return done[value]
 
-    return convert
+    return map(convert, values)
 
 
 def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> int:

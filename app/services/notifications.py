@@ -21,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from operator import attrgetter
 
 from flask import current_app
@@ -138,20 +139,29 @@ def _insert(records: list[NotificationRecord]) -> None:
     SQLAlchemy convert them row by row (timestamps to SQLite text, the status to
     its stored name) costs more than the INSERT itself at 10,000 rows.
     """
-    dialect = db.session.get_bind().dialect
-    keys = [column.key for column in RECORD_COLUMNS]
-    names = [f"raw_{key}" for key in keys]
+    processors = _bind_processors(db.session.get_bind().dialect)
     columns = [
-        _converted(map(attrgetter(column.key), records), column.type.bind_processor(dialect))
-        for column in RECORD_COLUMNS
+        _converted(map(attrgetter(column.key), records), process)
+        for column, process in zip(RECORD_COLUMNS, processors, strict=True)
     ]
     db.session.execute(
-        # Typed as String, which converts nothing: the values go to the driver as they are.
-        insert(Notification.__table__).values(
-            {key: bindparam(name, type_=String()) for key, name in zip(keys, names, strict=True)}
-        ),
-        [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)],
+        _INSERT_CONVERTED, [dict(zip(_INSERT_NAMES, row, strict=True)) for row in zip(*columns, strict=True)]
     )
+
+
+_INSERT_NAMES = [f"raw_{column.key}" for column in RECORD_COLUMNS]
+# Parameters typed as String, which converts nothing: the values go to the driver as they are.
+_INSERT_CONVERTED = insert(Notification.__table__).values(
+    {
+        column.key: bindparam(name, type_=String())
+        for column, name in zip(RECORD_COLUMNS, _INSERT_NAMES, strict=True)
+    }
+)
+
+
+@lru_cache(maxsize=8)
+def _bind_processors(dialect) -> list:
+    return [column.type.bind_processor(dialect) for column in RECORD_COLUMNS]
 
 
 def _converted(values, process):

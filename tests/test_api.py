@@ -222,6 +222,31 @@ def test_bad_tokens_get_401_on_every_route(client, app, kind):
     assert count_rows(app) == 0
 
 
+def test_a_token_verified_before_is_refused_once_it_expires(client, app):
+    token = pyjwt.encode({"sub": "alice", "exp": int(time.time()) + 1}, app.config["JWT_SECRET_KEY"], "HS256")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/notifications", headers=headers).status_code == 200
+    assert client.get("/v1/notifications", headers=headers).status_code == 200
+    time.sleep(max(0.0, pyjwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.05)
+    assert_error(client.get("/v1/notifications", headers=headers), 401, "unauthorized")
+
+
+def test_a_token_is_verified_once_while_it_is_valid(client, app, auth_header, monkeypatch):
+    from flask_jwt_extended import jwt_manager
+
+    decoded = []
+    real = jwt_manager._decode_jwt
+    monkeypatch.setattr(jwt_manager, "_decode_jwt", lambda **kw: decoded.append(1) or real(**kw))
+    headers = auth_header("alice")
+    for _ in range(3):
+        assert client.get("/v1/notifications", headers=headers).status_code == 200
+    assert len(decoded) == 1
+    # The same user's token signed with another key is a different token: verified, refused.
+    forged = forged_tokens(app.config["JWT_SECRET_KEY"])["wrong key"]
+    response = client.get("/v1/notifications", headers={"Authorization": f"Bearer {forged}"})
+    assert_error(response, 401, "unauthorized")
+
+
 @pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Token x"])
 def test_missing_or_malformed_authorization_header_is_401(client, header):
     headers = {"Authorization": header} if header else {}

@@ -15,6 +15,8 @@ Clients that never acknowledge are not penalised forever: a send older than
 import time
 from functools import partial
 
+from socketio import packet
+
 from app.services.rooms import IndexedRoomsMixin
 
 TRACKED_EVENTS = ("new_notification", "pending_notifications")
@@ -78,11 +80,17 @@ class TrackingManagerMixin(IndexedRoomsMixin):
             )
         ids = _ids(event, data)
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        for sid, _eio_sid in list(self.get_participants(namespace, to or room)):
+        # What python-socketio's Manager.emit does per socket when a callback is given,
+        # without resolving each socket again as a room of its own.
+        server = self.server
+        for sid, eio_sid in list(self.get_participants(namespace, to or room)):
             if sid in skip:
                 continue
             tracker.sent(sid, ids)
-            super().emit(event, data, namespace, room=sid, callback=partial(tracker.confirmed, sid, ids))
+            ack_id = self._generate_ack_id(sid, partial(tracker.confirmed, sid, ids))
+            server._send_packet(
+                eio_sid, server.packet_class(packet.EVENT, namespace=namespace, data=[event, data], id=ack_id)
+            )
         return None
 
 

@@ -313,14 +313,19 @@ def _has_pending(user_id: str) -> bool:
     Safe to skip the claim on "no": it runs after the socket counts as online, so a
     row committed afterwards is claimed by its creator's second presence read.
     """
-    table = Notification.__table__
-    found = db.session.execute(
-        select(table.c.id)
-        .where(table.c.user_id == user_id, table.c.status == NotificationStatus.PENDING)
-        .limit(1)
-    ).first()
-    db.session.commit()  # end the read transaction (SQLite holds a shared lock meanwhile)
+    found = db.session.execute(_HAS_PENDING, {"user_id": user_id}).first()
+    db.session.commit()  # end the read transaction, so the next read sees new rows
     return found is not None
+
+
+_HAS_PENDING = (
+    select(Notification.__table__.c.id)
+    .where(
+        Notification.__table__.c.user_id == bindparam("user_id"),
+        Notification.__table__.c.status == NotificationStatus.PENDING,
+    )
+    .limit(1)
+)
 
 
 def disconnect_socket(sid: str) -> str | None:

@@ -37,6 +37,7 @@ DEFAULT_PLAN = (
     (Topology("sqlite", 1), tuple(SCENARIOS)),
     (Topology("postgres", 1), tuple(SCENARIOS)),
     (Topology("postgres", 2), ("S3", "S6")),
+    (Topology("baseline", 1), ("S1", "S3", "S6")),
 )
 RESULTS_DIR = REPO / "bench" / "results"
 RESET_TIMEOUT = 120.0
@@ -65,7 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every scenario")
     parser.add_argument("--scenarios", default=None, help="comma-separated subset, e.g. S1,S3 (default all)")
-    parser.add_argument("--db", choices=("sqlite", "postgres"), help="run one topology with this database")
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgres", "baseline"),
+        help="run one topology with this database (baseline: the stack alone, bench/baseline_server.py)",
+    )
     parser.add_argument("--processes", type=int, choices=(1, 2), help="run one topology with 1 or 2 servers")
     parser.add_argument("--workers", type=int, default=3, help="client load processes (default 3)")
     parser.add_argument(

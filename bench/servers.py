@@ -56,6 +56,10 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+\s*")
 BLUR = re.compile(r"\b(?:[0-9a-f]{8}-[0-9a-f-]{27}|[0-9a-zA-Z_-]{20}|\d+(?:\.\d+)?)\b")
 
 
+# The "database" of the floor topology: bench/baseline_server.py, the stack without the service.
+BASELINE = "baseline"
+
+
 class Unavailable(RuntimeError):
     """A service the topology needs (PostgreSQL, Redis) does not answer."""
 
@@ -183,6 +187,8 @@ class Servers:
         return env
 
     def _create_database(self) -> None:
+        if self.topology.db == BASELINE:
+            return
         if self.topology.db == "sqlite":
             self.database_url = f"sqlite:///{self.workdir / 'bench.db'}"
             return
@@ -244,13 +250,15 @@ class Servers:
             check_redis(self.redis_url)
         self._create_database()
         self._flush_redis()
-        self._migrate()
+        if self.topology.db != BASELINE:
+            self._migrate()
+        command = ["-m", "bench.baseline_server"] if self.topology.db == BASELINE else ["wsgi.py"]
         for index in range(self.topology.processes):
             port = _free_port()
             log_path = self.workdir / f"server-{index}.log"
             with open(log_path, "wb") as log_file:
                 proc = subprocess.Popen(
-                    [sys.executable, "wsgi.py"],
+                    [sys.executable, *command],
                     cwd=REPO,
                     env=self._env(port),
                     stdin=subprocess.DEVNULL,

@@ -43,7 +43,7 @@ class Config:
     PORT = _env_int("PORT", 5000)
 
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     # PostgreSQL connection pool of one process (ignored for SQLite).
     DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 10)
     DB_MAX_OVERFLOW = _env_int("DB_MAX_OVERFLOW", 10)

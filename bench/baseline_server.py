@@ -17,6 +17,7 @@ import eventlet
 eventlet.monkey_patch()
 
 import os  # noqa: E402
+import resource  # noqa: E402
 import uuid  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
@@ -96,5 +97,7 @@ def healthz():
 
 
 if __name__ == "__main__":
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one file per connection, like the service
     listener = eventlet.listen((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), backlog=1024)
     eventlet.wsgi.server(listener, app, log_output=False, max_size=20_000)

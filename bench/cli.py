@@ -37,7 +37,7 @@ DEFAULT_PLAN = (
     (Topology("sqlite", 1), tuple(SCENARIOS)),
     (Topology("postgres", 1), tuple(SCENARIOS)),
     (Topology("postgres", 2), ("S3", "S6")),
-    (Topology("baseline", 1), ("S1", "S3", "S6")),
+    (Topology("baseline", 1), ("S1", "S2", "S3", "S6")),
 )
 RESULTS_DIR = REPO / "bench" / "results"
 RESET_TIMEOUT = 120.0

@@ -64,6 +64,27 @@ def test_list_pages_with_a_link_header(client, admin_post, auth_header):
     assert seen == ["m4", "m3", "m2", "m1", "m0"]
 
 
+def test_paging_through_rows_created_on_a_whole_second(client, admin_post, auth_header, monkeypatch):
+    """Rows sharing a timestamp with no fraction of a second page like any others."""
+    from datetime import UTC, datetime
+
+    from app.services import notifications as service
+
+    monkeypatch.setattr(service, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
+    ids = {admin_post(["alice"], f"m{i}").get_json()["notifications"][0]["id"] for i in range(3)}
+    seen, url = [], "/v1/notifications?limit=1"
+    while url:
+        response = client.get(url, headers=auth_header("alice"))
+        assert response.status_code == 200
+        seen += [n["id"] for n in response.get_json()]
+        link = response.headers.get("Link")
+        url = link[link.index("<") + 1 : link.index(">")] if link else None
+        assert len(seen) <= 3, f"paging repeats rows: {seen}"
+    assert sorted(seen) == sorted(ids)
+    listed = client.get("/v1/notifications", headers=auth_header("alice")).get_json()
+    assert {n["createdAt"] for n in listed} == {"2026-11-29T09:00:00.000000Z"}
+
+
 def test_list_filters_by_status(client, admin_post, auth_header):
     ids = [admin_post(["alice"], f"m{i}").get_json()["notifications"][0]["id"] for i in range(3)]
     headers = auth_header("alice")

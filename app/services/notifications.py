@@ -161,7 +161,9 @@ _INSERT_CONVERTED = insert(Notification.__table__).values(
 
 @lru_cache(maxsize=8)
 def _bind_processors(dialect) -> list:
-    return [column.type.bind_processor(dialect) for column in RECORD_COLUMNS]
+    # dialect_impl: the dialect's own type (SQLite's DATETIME writes its text format),
+    # not the generic one, which would leave the value to the driver's adapter.
+    return [column.type.dialect_impl(dialect).bind_processor(dialect) for column in RECORD_COLUMNS]
 
 
 def _converted(values, process):

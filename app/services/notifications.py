@@ -20,6 +20,7 @@ import binascii
 import logging
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 from operator import attrgetter
@@ -58,13 +59,17 @@ def to_wire(notification) -> dict:
 
 
 def _emit_each(notifications: Sequence[NotificationRecord]) -> None:
-    for notification in notifications:
-        socketio.emit(
-            NEW_NOTIFICATION,
-            to_wire(notification),
-            to=user_room(notification.user_id),
-            namespace=NAMESPACE,
-        )
+    manager = socketio.server.manager
+    # Several processes: one message-queue round trip for the whole fan-out.
+    together = getattr(manager, "publishing_together", nullcontext)
+    with together():
+        for notification in notifications:
+            socketio.emit(
+                NEW_NOTIFICATION,
+                to_wire(notification),
+                to=user_room(notification.user_id),
+                namespace=NAMESPACE,
+            )
 
 
 def create_notifications(user_ids: Sequence[str], message: str) -> list[NotificationRecord]:

@@ -58,11 +58,13 @@ def to_wire(notification) -> dict:
     return notification_to_wire(notification)
 
 
+def _publishing_together():
+    """With several processes, one message-queue round trip for every emit in the block."""
+    return getattr(socketio.server.manager, "publishing_together", nullcontext)()
+
+
 def _emit_each(notifications: Sequence[NotificationRecord]) -> None:
-    manager = socketio.server.manager
-    # Several processes: one message-queue round trip for the whole fan-out.
-    together = getattr(manager, "publishing_together", nullcontext)
-    with together():
+    with _publishing_together():
         for notification in notifications:
             socketio.emit(
                 NEW_NOTIFICATION,
@@ -276,8 +278,9 @@ def send_pending(user_ids: set[str]) -> int:
     by_user: dict[str, list[NotificationRecord]] = {}
     for notification in claimed:
         by_user.setdefault(notification.user_id, []).append(notification)
-    for user_id, rows in by_user.items():
-        _emit_pending(rows, to=user_room(user_id))
+    with _publishing_together():
+        for user_id, rows in by_user.items():
+            _emit_pending(rows, to=user_room(user_id))
     return len(claimed)
 
 

@@ -14,7 +14,6 @@ from app.compat import close_on_malformed_engineio_packets
 from app.errors import register_error_handlers, register_jwt_loaders
 from app.events import register_events
 from app.extensions import db, jwt, migrate, socketio
-from app.jsonfast import FastJSONProvider
 from app.notifications import bp as notifications_bp
 from app.services.delivery import DeliveryTracker, TrackingManager
 from app.services.presence import init_presence
@@ -26,7 +25,7 @@ from config import DEV_JWT_SECRET, Config, config_from_env
 def create_app(config: type[Config] | None = None, **overrides) -> Flask:
     """Build the app: extensions, routes, Socket.IO handlers and CLI commands."""
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
-    app.json = FastJSONProvider(app)
+    app.json = jsonfast.FastJSONProvider(app)
     app.config.from_object(config or config_from_env())
     app.config.update(overrides)
     check_config(app)

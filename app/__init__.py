@@ -34,7 +34,7 @@ def create_app(config: type[Config] | None = None, **overrides) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_events()
+    register_events(app)
     register_commands(app)
     return app
 

@@ -163,3 +163,29 @@ def test_database_failure_on_connect_refuses_and_leaves_no_presence(
     assert set(stored_statuses(app, "alice").values()) == {"PENDING"}
     again = socket_client("alice")
     assert [n["message"] for n in received(again)["pending_notifications"][0]] == ["waiting"]
+
+
+def test_socket_handlers_leave_no_routing_errors_for_the_garbage_collector(app, socket_client):
+    """Each connect and disconnect runs in a Flask request context; building it must not fail.
+
+    A failed URL match keeps a NotFound with its traceback: a reference cycle per
+    handler call that only the cyclic garbage collector frees, whose pauses block
+    the whole process and grow with the number of connections.
+    """
+    import gc
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for i in range(5):
+            sc = socket_client(f"gc-{i}")
+            assert sc.is_connected()
+            sc.disconnect()
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+    assert not kinds & {"NotFound", "NoMatch", "WebsocketMismatch", "RequestRedirect"}

@@ -1,5 +1,6 @@
 """The eventlet server of `python wsgi.py`: listening, background tasks, graceful stop."""
 
+import gc
 import logging
 import os
 import resource
@@ -16,6 +17,9 @@ from app.services.queue import ListeningRedisManager
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.1
+# Allocations before a young collection; young collections before a middle one; middle
+# collections before a full one (CPython's defaults: 700, 10, 10). See serve().
+GC_THRESHOLDS = (700, 10, 100)
 RETRY_REGISTER_SECONDS = 0.2
 
 
@@ -118,6 +122,12 @@ def serve(app: Flask) -> None:
     signal.signal(signal.SIGINT, on_signal)
     eventlet.spawn_n(watch_for_stop)
     start_background_tasks(app)
+    # A full garbage collection walks every tracked object (~150 per connection) and
+    # blocks the process: ~0.1 s with the loaded code alone, ~1 s at 10,000 connections.
+    # CPython runs one after every 10 middle-generation collections while the heap grows
+    # by a quarter, so every connection ramp paid a dozen of them; after 100, a handful.
+    # Measured: S1 745 -> 960 connects/s (medians of four runs), connect p99 255 -> 140 ms.
+    gc.set_threshold(*GC_THRESHOLDS)
     log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
     eventlet.wsgi.server(
         listener,

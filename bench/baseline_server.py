@@ -1,8 +1,8 @@
 """The floor: the scenarios' wire contract on the same stack, with nothing else.
 
-Flask + Flask-SocketIO on eventlet's WSGI server, like `python wsgi.py`, but no
-database, no schema validation, no presence, no delivery tracking beyond the ack
-request: a connect checks the HS256 token and joins the user's room; the admin POST
+Flask + Flask-SocketIO on eventlet's WSGI server, like `python wsgi.py` (with its
+garbage-collector thresholds and orjson), but no database, no schema validation, no
+presence, no delivery tracking beyond the ack request: a connect checks the HS256 token and joins the user's room; the admin POST
 emits one `new_notification` (with an ack request, as the service does) to each
 user's room and answers them DELIVERED or PENDING. What the service spends beyond
 this process, per connect or per POST, is its own work; what this one spends is the
@@ -16,6 +16,7 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import gc  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import uuid  # noqa: E402
@@ -27,6 +28,7 @@ from flask import Flask, request  # noqa: E402
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room  # noqa: E402
 
 from app import jsonfast  # noqa: E402
+from app.server import GC_THRESHOLDS  # noqa: E402
 
 SECRET = os.environ["JWT_SECRET_KEY"]
 
@@ -97,6 +99,7 @@ def healthz():
 
 
 if __name__ == "__main__":
+    gc.set_threshold(*GC_THRESHOLDS)  # the service's process setting, see app/server.py
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one file per connection, like the service
     listener = eventlet.listen((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), backlog=1024)

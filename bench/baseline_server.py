@@ -2,11 +2,11 @@
 
 Flask + Flask-SocketIO on eventlet's WSGI server, like `python wsgi.py` (with its
 garbage-collector thresholds and orjson), but no database, no schema validation, no
-presence, no delivery tracking beyond the ack request: a connect checks the HS256 token and joins the user's room; the admin POST
-emits one `new_notification` (with an ack request, as the service does) to each
-user's room and answers them DELIVERED or PENDING. What the service spends beyond
-this process, per connect or per POST, is its own work; what this one spends is the
-stack's.
+presence, no delivery tracking beyond the ack request: a connect checks the HS256
+token and joins the user's room; the admin POST emits one `new_notification` (with
+an ack request, as the service does) to each user's room and answers them DELIVERED
+or PENDING. What the service spends beyond this process, per connect or per POST,
+is its own work; what this one spends is the stack's.
 
 Run by the bench for its `baseline/1p` topology (`python -m bench --db baseline`);
 environment: HOST, PORT, JWT_SECRET_KEY.

@@ -12,7 +12,11 @@ Run by the bench for its `baseline/1p` topology (`python -m bench --db baseline`
 environment: HOST, PORT, JWT_SECRET_KEY.
 """
 
-import eventlet
+import warnings
+
+# As in wsgi.py: eventlet is the stack under test; its deprecation notice is noise.
+warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

@@ -381,6 +381,7 @@ class Servers:
             for line in text.splitlines():
                 if not line.strip():
                     continue
+                line = line.replace(f"{REPO}/", "")  # paths as the repository names them
                 lines.append(f"[server {index}] {line}")
                 if LOG_PROBLEM.search(line):
                     problems += 1

@@ -12,12 +12,18 @@ import orjson
 from flask.json.provider import DefaultJSONProvider
 
 
-def dumps(obj, **kwargs) -> str:
-    """Compact JSON text, the way python-socketio and python-engineio call `json.dumps`."""
+def _orjson_text(obj) -> str | None:
+    """Compact JSON text through orjson, or None for a value orjson does not take."""
     try:
         return orjson.dumps(obj).decode()
     except TypeError:
-        return json.dumps(obj, **{"separators": (",", ":"), **kwargs})
+        return None
+
+
+def dumps(obj, **kwargs) -> str:
+    """Compact JSON text, the way python-socketio and python-engineio call `json.dumps`."""
+    text = _orjson_text(obj)
+    return text if text is not None else json.dumps(obj, **{"separators": (",", ":"), **kwargs})
 
 
 def loads(text, **_kwargs):
@@ -34,12 +40,8 @@ class FastJSONProvider(DefaultJSONProvider):
     """
 
     def dumps(self, obj, **kwargs) -> str:
-        if kwargs.get("indent") is None:
-            try:
-                return orjson.dumps(obj).decode()
-            except TypeError:
-                pass
-        return super().dumps(obj, **kwargs)
+        text = _orjson_text(obj) if kwargs.get("indent") is None else None
+        return text if text is not None else super().dumps(obj, **kwargs)
 
     def loads(self, s, **kwargs):
         return orjson.loads(s)

@@ -76,6 +76,35 @@ class Config:
     # Seconds a stopping process waits for running requests before it exits anyway.
     GRACEFUL_TIMEOUT = _env_int("GRACEFUL_TIMEOUT", 20)
 
+    # Deadlines (README "Security"). An HTTP connection idle between requests is closed after
+    # HTTP_IDLE_TIMEOUT s; its request line and headers must arrive within HTTP_HEADER_TIMEOUT s;
+    # any single read or write that waits longer than HTTP_SOCKET_TIMEOUT s ends it (more than
+    # Engine.IO's ping interval + timeout, so a live websocket never trips it).
+    HTTP_IDLE_TIMEOUT = _env_int("HTTP_IDLE_TIMEOUT", 75)
+    HTTP_HEADER_TIMEOUT = _env_int("HTTP_HEADER_TIMEOUT", 20)
+    HTTP_SOCKET_TIMEOUT = _env_int("HTTP_SOCKET_TIMEOUT", 60)
+    # Seconds an Engine.IO session may stay open without a Socket.IO connect (Node's default).
+    SOCKETIO_CONNECT_TIMEOUT = _env_int("SOCKETIO_CONNECT_TIMEOUT", 45)
+
+    # Rate limits, in Flask-Limiter's notation ("20/second;600/minute"); an empty value turns
+    # one off. With SOCKETIO_MESSAGE_QUEUE they are counted in that Redis, shared by every
+    # process; RATE_LIMIT_STORAGE_URI names another store.
+    RATE_LIMIT_STORAGE_URI = os.environ.get("RATE_LIMIT_STORAGE_URI") or SOCKETIO_MESSAGE_QUEUE or "memory://"
+    # Per client address: failed authentications (REST 401s and refused socket connects).
+    # Over it, every authenticated request and socket connect from that address is refused.
+    RATE_LIMIT_AUTH_FAILURES = os.environ.get("RATE_LIMIT_AUTH_FAILURES", "30/minute")
+    # Per user: calls to the user's REST routes.
+    RATE_LIMIT_USER = os.environ.get("RATE_LIMIT_USER", "20/second;600/minute")
+    # Per admin (`sub`): POST /v1/admin/notifications.
+    RATE_LIMIT_ADMIN = os.environ.get("RATE_LIMIT_ADMIN", "50/second;1200/minute")
+    # Per user: Socket.IO connects.
+    RATE_LIMIT_SOCKET_CONNECT = os.environ.get("RATE_LIMIT_SOCKET_CONNECT", "10/second;120/minute")
+    # Per socket: events the client sends; over it, the socket is disconnected.
+    RATE_LIMIT_SOCKET_EVENTS = os.environ.get("RATE_LIMIT_SOCKET_EVENTS", "20/second;300/minute")
+    # Reverse proxies in front that set X-Forwarded-For (1 behind the nginx of deploy/);
+    # 0 trusts no such header, and every client is known by its TCP peer address.
+    TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 4 * 1024 * 1024)
     MAX_RECIPIENTS = _env_int("MAX_RECIPIENTS", 10_000)
     MAX_MESSAGE_LENGTH = _env_int("MAX_MESSAGE_LENGTH", 2_000)

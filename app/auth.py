@@ -10,9 +10,11 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
 from app.errors import DomainError
+from app.schemas import MAX_USER_ID_LENGTH
 from app.extensions import jwt
 
 ADMIN_ROLE = "admin"
+ACCESS_TYPE = "access"
 
 
 class AuthError(Exception):
@@ -35,9 +37,21 @@ class Identity:
 
 
 def _claims_acceptable(claims: dict) -> bool:
-    """Beyond the signature: a non-empty string `sub` and an `exp`."""
+    """Beyond the signature: an access token with an `exp` and a usable user id as `sub`.
+
+    The `sub` is a user id as the admin route takes them: 1 to MAX_USER_ID_LENGTH
+    characters, no NUL (which PostgreSQL cannot store in text). Refresh tokens
+    (`"type": "refresh"`) are not access tokens; tokens without a `type` (an external
+    identity provider's) are.
+    """
     sub = claims.get("sub")
-    return isinstance(sub, str) and sub != "" and "exp" in claims
+    return (
+        isinstance(sub, str)
+        and 0 < len(sub) <= MAX_USER_ID_LENGTH
+        and "\x00" not in sub
+        and "exp" in claims
+        and claims.get("type", ACCESS_TYPE) == ACCESS_TYPE
+    )
 
 
 def register_token_checks() -> None:
@@ -56,7 +70,7 @@ def identity_from_token(token: str) -> Identity:
     except (PyJWTError, JWTExtendedException) as exc:
         raise AuthError(str(exc) or type(exc).__name__) from exc
     if not _claims_acceptable(claims):
-        raise AuthError("the token lacks a required claim (sub, exp)")
+        raise AuthError("the token is not an access token with a valid sub and exp")
     return _identity(claims)
 
 

@@ -83,7 +83,7 @@ def register_jwt_loaders(jwt) -> None:
     jwt.invalid_token_loader(lambda reason: unauthorized(f"Invalid token: {reason}"))
     jwt.expired_token_loader(lambda _header, _data: unauthorized("The token has expired."))
     jwt.token_verification_failed_loader(
-        lambda _header, _data: unauthorized("The token lacks a required claim (sub, exp).")
+        lambda _header, _data: unauthorized("The token is not an access token with a valid sub and exp.")
     )
     jwt.revoked_token_loader(lambda _header, _data: unauthorized("The token has been revoked."))
     jwt.needs_fresh_token_loader(lambda _header, _data: unauthorized("A fresh token is required."))

@@ -6,14 +6,16 @@ import os
 from flask import Flask
 from flask_cors import CORS
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import jsonfast
+from app import jsonfast, socketio_fixes
 from app.auth import register_token_checks
 from app.cli import register_commands
-from app.compat import close_on_malformed_engineio_packets
+from app.deadlines import ConnectDeadline, Deadlines, TokenExpiry
 from app.errors import register_error_handlers, register_jwt_loaders
 from app.events import register_events
 from app.extensions import db, jwt, migrate, socketio
+from app.limits import RateLimits
 from app.notifications import bp as notifications_bp
 from app.services.delivery import DeliveryTracker, TrackingManager
 from app.services.presence import init_presence
@@ -30,9 +32,9 @@ def create_app(config: type[Config] | None = None, **overrides) -> Flask:
     app.config.update(overrides)
     check_config(app)
     configure_logging(app)
-    close_on_malformed_engineio_packets()
     register_extensions(app)
     register_blueprints(app)
+    register_socket_guards(app)
     register_error_handlers(app)
     register_events(app)
     register_commands(app)
@@ -93,7 +95,12 @@ def register_extensions(app: Flask) -> None:
     )
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, origins=app.config["CORS_ALLOWED_ORIGINS"], expose_headers=["Link"])
+    if app.config["TRUSTED_PROXIES"]:
+        # Outermost, so that Engine.IO's environ (the socket handlers' remote_addr) has it too.
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     init_presence(app, listening=(lambda: manager.listening) if queue_url else None)
+    app.extensions["rate_limits"] = RateLimits(app)
 
 
 def _sqlite_write_ahead_log(dbapi_connection, _connection_record) -> None:
@@ -110,6 +117,18 @@ def _sqlite_write_ahead_log(dbapi_connection, _connection_record) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """Mount the REST API and the site routes (health, OpenAPI, browser client)."""
+    """Mount the REST API (rate limited) and the site routes (health, OpenAPI, browser client)."""
+    app.extensions["rate_limits"].limit_api(notifications_bp)
     app.register_blueprint(notifications_bp)
     app.register_blueprint(site_bp)
+
+
+def register_socket_guards(app: Flask) -> None:
+    """Library corrections, per-socket event limits, connect and token-expiry deadlines."""
+    server = socketio.server
+    socketio_fixes.apply(server, allow_event=app.extensions["rate_limits"].socket_event)
+    deadlines = Deadlines(socketio.start_background_task, socketio.sleep)
+    connect_deadline = ConnectDeadline(server, deadlines, app.config["SOCKETIO_CONNECT_TIMEOUT"])
+    connect_deadline.install()
+    app.extensions["connect_deadline"] = connect_deadline
+    app.extensions["token_expiry"] = TokenExpiry(server, deadlines)

@@ -10,8 +10,8 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
 from app.errors import DomainError
-from app.schemas import MAX_USER_ID_LENGTH
 from app.extensions import jwt
+from app.schemas import MAX_USER_ID_LENGTH
 
 ADMIN_ROLE = "admin"
 ACCESS_TYPE = "access"
@@ -34,6 +34,7 @@ class Identity:
 
     user_id: str
     is_admin: bool
+    expires_at: float  # the token's `exp`, a Unix time
 
 
 def _claims_acceptable(claims: dict) -> bool:
@@ -60,7 +61,9 @@ def register_token_checks() -> None:
 
 
 def _identity(claims: dict) -> Identity:
-    return Identity(user_id=claims["sub"], is_admin=claims.get("role") == ADMIN_ROLE)
+    return Identity(
+        user_id=claims["sub"], is_admin=claims.get("role") == ADMIN_ROLE, expires_at=float(claims["exp"])
+    )
 
 
 def identity_from_token(token: str) -> Identity:

@@ -2,29 +2,44 @@
 
 import logging
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_socketio import ConnectionRefusedError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import NotFound
 
 from app.auth import AuthError, socket_identity
+from app.deadlines import RefreshRefused
 from app.extensions import socketio
 from app.services import notifications
 
 log = logging.getLogger(__name__)
 
+NAMESPACE = "/"
+REFRESH_TOKEN = "refresh_token"
+
 
 def on_connect(auth=None):
     """A client connects with a token (header or `auth` payload).
 
-    Refused with `connect_error` when the token is missing or invalid; otherwise the
-    socket joins its user's room and gets the user's pending notifications.
+    Refused with `connect_error` when the token is missing or invalid, or the client
+    is over a rate limit; otherwise the socket joins its user's room, gets the user's
+    pending notifications, and is closed when its token expires (unless refreshed).
     """
+    limits, address = current_app.extensions["rate_limits"], request.remote_addr or "unknown"
+    wait = limits.auth_blocked(address)
+    if wait:
+        log.warning("socket connection from %s refused: too many failed authentications", address)
+        raise ConnectionRefusedError(f"too many failed authentications; retry in {wait:.0f} s")
     try:
         identity = socket_identity(request.headers.get("Authorization"), auth)
     except AuthError as exc:
+        limits.auth_failed(address)
         log.info("socket connection refused: %s", exc)
         raise ConnectionRefusedError(f"unauthorized: {exc}") from None
+    wait = limits.socket_connect(identity.user_id)
+    if wait:
+        log.warning("socket connection of user %s refused: over the connect rate limit", identity.user_id)
+        raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
     try:
         notifications.connect_socket(identity.user_id, request.sid)
     except notifications.TooManySockets as exc:
@@ -33,11 +48,34 @@ def on_connect(auth=None):
     except SQLAlchemyError:
         log.exception("socket connection of user %s refused: database error", identity.user_id)
         raise ConnectionRefusedError("server busy, try again") from None
+    current_app.extensions["token_expiry"].track(request.sid, identity)
 
 
 def on_disconnect(reason=None):
     """A client's socket closed: it no longer counts towards its user's presence."""
+    current_app.extensions["token_expiry"].forget(request.sid)
     notifications.disconnect_socket(request.sid)
+    # The Engine.IO session may stay open (a client that left the namespace only):
+    # it gets the connect deadline again.
+    eio_sid = socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE)
+    if eio_sid is not None:
+        current_app.extensions["connect_deadline"].start(eio_sid)
+
+
+def on_refresh_token(payload=None):
+    """The client sends a fresh token for its user: `"<token>"` or `{"token": "<token>"}`.
+
+    The acknowledgement answers `{"ok": true, "exp": <unix time>}`, and the socket
+    then stays open until that time; or `{"ok": false, "error": <code>, "message": ...}`,
+    and nothing changes.
+    """
+    token = payload.get("token") if isinstance(payload, dict) else payload
+    try:
+        expires_at = current_app.extensions["token_expiry"].refresh(request.sid, token)
+    except RefreshRefused as exc:
+        log.info("token refresh of socket %s refused: %s", request.sid, exc)
+        return {"ok": False, "error": exc.code, "message": str(exc)}
+    return {"ok": True, "exp": int(expires_at)}
 
 
 def on_error(exc: Exception):
@@ -49,6 +87,7 @@ def register_events(app: Flask) -> None:
     """Attach the handlers to the Socket.IO server (called by the factory)."""
     socketio.on_event("connect", on_connect)
     socketio.on_event("disconnect", on_disconnect)
+    socketio.on_event(REFRESH_TOKEN, on_refresh_token)
     socketio.on_error_default(on_error)
     # Flask-SocketIO runs each handler in a Flask request context built from the
     # connection's request, whose path is /socket.io/. With no rule for that path,

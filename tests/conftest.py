@@ -50,9 +50,11 @@ def database_uri(tmp_path, postgres_url):
 
 
 @pytest.fixture
-def app(database_uri):
-    """A fresh app with empty tables."""
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri)
+def app(request, database_uri):
+    """A fresh app with empty tables; `@pytest.mark.config(KEY=value)` overrides settings."""
+    marker = request.node.get_closest_marker("config")
+    overrides = marker.kwargs if marker else {}
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri, **overrides)
     with app.app_context():
         db.drop_all()
         db.create_all()

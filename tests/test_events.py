@@ -112,80 +112,130 @@ def test_header_wins_over_auth_payload(app, socket_client, token, admin_post):
     sc.disconnect()
 
 
-def test_expired_token_after_connect_keeps_the_open_socket(app, socket_client, admin_post):
-    short = pyjwt.encode(
-        {"sub": "alice", "exp": int(time.time()) + 1}, app.config["JWT_SECRET_KEY"], algorithm="HS256"
-    )
-    sc = socket_client(raw_token=short)
+def _short_token(app, user_id: str, seconds: float, secret: str | None = None) -> str:
+    claims = {"sub": user_id, "exp": int(time.time() + seconds)}
+    return pyjwt.encode(claims, secret or app.config["JWT_SECRET_KEY"], algorithm="HS256")
+
+
+def _received_before_close(sc) -> dict[str, list]:
+    """What a test client that the server closed got (`received` refuses closed clients)."""
+    by_name: dict[str, list] = {}
+    for event in sc.queue:
+        by_name.setdefault(event["name"], []).append(event["args"][0])
+    return by_name
+
+
+def _wait_disconnected(sc, timeout: float = 6.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while sc.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not sc.is_connected()
+
+
+def test_socket_whose_token_expires_gets_token_expired_and_is_closed(app, socket_client, admin_post):
+    sc = socket_client(raw_token=_short_token(app, "alice", 1))
     assert sc.is_connected()
-    time.sleep(1.1)
-    assert received(sc) == {}
-    admin_post(["alice"], "still connected")
-    assert received(sc)["new_notification"][0]["message"] == "still connected"
+    assert _wait_disconnected(sc), "the socket outlived its token"
+    assert _received_before_close(sc) == {"token_expired": [{}]}
+    note = admin_post(["alice"], "after expiry").get_json()["notifications"][0]
+    assert note["status"] == "PENDING"
 
 
-def test_unknown_events_from_clients_are_ignored(socket_client, admin_post):
-    sc = socket_client("alice")
-    sc.emit("whatever", {"x": 1})
-    sc.emit("new_notification", "spoof")
-    admin_post(["alice"], "after junk")
-    assert [n["message"] for n in received(sc)["new_notification"]] == ["after junk"]
+def test_refreshed_socket_outlives_its_first_token(app, socket_client, admin_post, token):
+    sc = socket_client(raw_token=_short_token(app, "alice", 1))
+    fresh = token("alice", expires_in=60)
+    answer = sc.emit("refresh_token", {"token": fresh}, callback=True)
+    assert answer["ok"] is True
+    assert answer["exp"] == pyjwt.decode(fresh, options={"verify_signature": False})["exp"]
+    time.sleep(2.2)
+    assert sc.is_connected()
+    admin_post(["alice"], "still here")
+    assert [n["message"] for n in received(sc)["new_notification"]] == ["still here"]
 
 
-def test_one_user_cannot_hold_more_than_the_socket_limit(app, socket_client, admin_post):
-    app.config["MAX_SOCKETS_PER_USER"] = 2
-    first, second = socket_client("alice"), socket_client("alice")
-    third = socket_client("alice")
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ("other-user", "wrong_user"),
+        ("wrong-key", "invalid_token"),
+        ("expired", "invalid_token"),
+        (None, "bad_request"),
+        (42, "bad_request"),
+    ],
+)
+def test_refused_refresh_changes_nothing(app, socket_client, token, payload, error):
+    sc = socket_client(raw_token=_short_token(app, "alice", 1))
+    sent = {
+        "other-user": lambda: token("bob", expires_in=60),
+        "wrong-key": lambda: _short_token(app, "alice", 60, secret="another-secret-" + "x" * 32),
+        "expired": lambda: _short_token(app, "alice", -10),
+    }.get(payload, lambda: payload)()
+    answer = sc.emit("refresh_token", sent, callback=True)
+    assert answer["ok"] is False and answer["error"] == error
+    assert _wait_disconnected(sc), "a refused refresh kept the socket past its token"
+    assert _received_before_close(sc) == {"token_expired": [{}]}
+
+
+@pytest.mark.parametrize("name", ["disconnect", "connect"])
+def test_reserved_events_from_a_client_change_nothing(app, socket_client, admin_post, token, name):
+    alice = socket_client("alice")
+    alice.emit(name, {"token": token("bob")})
+    assert alice.is_connected()
+    admin_post(["bob"], "for bob only")
+    note = admin_post(["alice"], "for alice").get_json()["notifications"][0]
+    assert note["status"] == "DELIVERED"
+    assert [n["message"] for n in received(alice)["new_notification"]] == ["for alice"]
+
+
+@pytest.mark.config(MAX_SOCKETS_PER_USER=2)
+def test_emitting_disconnect_does_not_get_round_the_socket_limit(socket_client):
+    first = socket_client("alice")
+    for _ in range(5):
+        first.emit("disconnect")
+    second, third = socket_client("alice"), socket_client("alice")
     assert first.is_connected() and second.is_connected()
     assert not third.is_connected()
-    assert socket_client("bob").is_connected()  # other users are not affected
-    second.disconnect()
-    assert socket_client("alice").is_connected()
 
 
-def test_database_failure_on_connect_refuses_and_leaves_no_presence(
-    app, socket_client, admin_post, monkeypatch
-):
-    from sqlalchemy.exc import OperationalError
-
-    from app.services import notifications as service
-
-    admin_post(["alice"], "waiting")
-
-    def down(*criteria):
-        raise OperationalError("UPDATE", {}, Exception("pool exhausted"))
-
-    monkeypatch.setattr(service, "_claim", down)
-    sc = socket_client("alice")
-    assert not sc.is_connected()
-    assert app.extensions["presence"].online(["alice"]) == set()
-    monkeypatch.undo()
-    assert set(stored_statuses(app, "alice").values()) == {"PENDING"}
-    again = socket_client("alice")
-    assert [n["message"] for n in received(again)["pending_notifications"][0]] == ["waiting"]
+@pytest.mark.config(RATE_LIMIT_SOCKET_EVENTS="5/minute")
+def test_socket_over_its_event_limit_is_disconnected(socket_client):
+    flooding, calm = socket_client("alice"), socket_client("bob")
+    for _ in range(6):
+        flooding.emit("whatever", 1)
+    calm.emit("whatever", 1)
+    assert not flooding.is_connected()
+    assert calm.is_connected()
 
 
-def test_socket_handlers_leave_no_routing_errors_for_the_garbage_collector(app, socket_client):
-    """Each connect and disconnect runs in a Flask request context; building it must not fail.
+@pytest.mark.config(RATE_LIMIT_SOCKET_CONNECT="2/minute")
+def test_user_over_the_connect_limit_is_refused(socket_client):
+    for _ in range(2):
+        socket_client("alice").disconnect()
+    assert not socket_client("alice").is_connected()
+    assert socket_client("bob").is_connected()
 
-    A failed URL match keeps a NotFound with its traceback: a reference cycle per
-    handler call that only the cyclic garbage collector frees, whose pauses block
-    the whole process and grow with the number of connections.
-    """
-    import gc
 
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        for i in range(5):
-            sc = socket_client(f"gc-{i}")
-            assert sc.is_connected()
-            sc.disconnect()
-        gc.collect()
-        kinds = {type(o).__name__ for o in gc.garbage}
-    finally:
-        gc.garbage.clear()
-        gc.set_debug(0)
-        gc.enable()
-    assert not kinds & {"NotFound", "NoMatch", "WebsocketMismatch", "RequestRedirect"}
+@pytest.mark.config(RATE_LIMIT_AUTH_FAILURES="2/minute")
+def test_address_with_too_many_failed_socket_authentications_is_refused(socket_client):
+    for _ in range(2):
+        assert not socket_client(raw_token="not-a-jwt").is_connected()
+    assert not socket_client("alice").is_connected()
+
+
+@pytest.mark.config(RATE_LIMIT_AUTH_FAILURES="2/minute")
+def test_address_with_too_many_failed_rest_authentications_gets_429(client, auth_header):
+    for _ in range(2):
+        assert client.get("/v1/notifications", headers={"Authorization": "Bearer x"}).status_code == 401
+    answer = client.get("/v1/notifications", headers=auth_header("alice"))
+    assert answer.status_code == 429
+    assert answer.get_json()["error"] == "too_many_requests"
+    assert 1 <= int(answer.headers["Retry-After"]) <= 60
+
+
+@pytest.mark.config(RATE_LIMIT_ADMIN="2/minute")
+def test_admin_over_the_send_limit_gets_429_and_nothing_is_stored(app, admin_post, client, auth_header):
+    assert [admin_post(["alice"]).status_code for _ in range(2)] == [201, 201]
+    refused = admin_post(["alice"], "third")
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert len(stored_statuses(app, "alice")) == 2
+    assert client.get("/v1/notifications", headers=auth_header("alice")).status_code == 200

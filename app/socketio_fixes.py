@@ -1,0 +1,111 @@
+"""Corrections to python-engineio (4.15) and python-socketio (5.18) that the service depends on.
+
+Each function names the upstream behaviour it corrects; each has a test that fails
+without it (tests/test_socketio_fixes.py, tests/e2e/test_hardening.py).
+"""
+
+import logging
+from collections.abc import Callable
+
+import engineio
+import socketio
+from engineio import packet as eio_packet
+
+log = logging.getLogger(__name__)
+
+
+def apply(server: socketio.Server, allow_event: Callable[[str], bool] | None = None) -> None:
+    """Apply every correction: the process-wide one, and those of this app's `server`."""
+    close_on_malformed_engineio_packets()
+    close_without_waiting(server.eio)
+    ignore_reserved_client_events(server, allow_event)
+
+
+def close_on_malformed_engineio_packets() -> None:
+    """Turn an undecodable Engine.IO packet into a CLOSE packet.
+
+    python-engineio decodes websocket frames outside its error handling: a
+    garbage frame ends the handler without closing the socket, so the Socket.IO
+    disconnect handler never runs and the user keeps counting as online (their new
+    notifications would be marked DELIVERED to a dead connection) until the ping
+    timeout. As a CLOSE packet, the frame closes the connection the normal way.
+    """
+    original = eio_packet.Packet.decode
+    if getattr(original, "closes_on_error", False):
+        return
+
+    def decode(self, encoded_packet):
+        try:
+            return original(self, encoded_packet)
+        except ValueError as exc:  # includes binascii.Error from bad base64
+            log.info("malformed Engine.IO packet (%s): closing the connection", exc)
+            self.packet_type, self.data, self.binary = eio_packet.CLOSE, None, False
+
+    decode.closes_on_error = True
+    eio_packet.Packet.decode = decode
+
+
+def close_without_waiting(eio: engineio.Server) -> None:
+    """Make `eio.disconnect(sid)` close the session without waiting for its queue to drain.
+
+    python-engineio's `Server.disconnect` closes a socket with `wait=True`, which
+    waits until the CLOSE packet has been taken from the socket's queue. On the
+    polling transport only the client's next GET takes it: when none comes, the
+    caller waits for ever. That caller is the request itself when a polling POST
+    breaks the protocol (a body over the buffer limit, announced by Content-Length
+    alone; a client PING or NOOP packet): the POST was never answered, its
+    connection stayed in CLOSE_WAIT and its slot of the server's pool was lost
+    for good. It is also every server-side close (token expiry, connect deadline,
+    rate limit) of a polling client. The CLOSE packet is still queued for a client
+    that polls again. (eventlet then reads and discards a refused body before the
+    connection's next request: until the client closes, within HTTP_SOCKET_TIMEOUT.)
+    """
+    if getattr(eio.disconnect, "does_not_wait", False):
+        return
+
+    def disconnect(sid=None):
+        targets = [sid] if sid is not None else list(eio.sockets)
+        for target in targets:
+            connection = eio.sockets.get(target)
+            if connection is not None:
+                connection.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+                eio.sockets.pop(target, None)
+
+    disconnect.does_not_wait = True
+    eio.disconnect = disconnect
+
+
+def ignore_reserved_client_events(
+    server: socketio.Server, allow_event: Callable[[str], bool] | None = None
+) -> None:
+    """Drop client events named `connect` or `disconnect`; optionally police the rest.
+
+    python-socketio dispatches a client's EVENT packet by its name alone, so a
+    client that emits "disconnect" runs the server's own disconnect handler
+    (its user then counts as offline while the socket stays up, and the per-user
+    socket cap no longer counts it), and one that emits "connect" with another
+    token runs the connect handler again (joining that user's room too). Those
+    names are reserved for the server's own lifecycle: such events are dropped.
+
+    `allow_event(sid)` is asked for every other event; when it says no, the event
+    is dropped and the socket disconnected (a client over its event rate limit).
+    """
+    if getattr(server._handle_event, "checks_reserved", False):
+        return
+    original = server._handle_event
+    reserved = frozenset(server.reserved_events)
+
+    def handle_event(eio_sid, namespace, id, data):
+        name = data[0] if isinstance(data, list) and data else None
+        sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        if not isinstance(name, str) or name in reserved:
+            log.warning("socket %s sent the reserved or invalid event %r: ignored", sid, name)
+            return None
+        if allow_event is not None and sid is not None and not allow_event(sid):
+            log.warning("socket %s is over its event rate limit: disconnected", sid)
+            server.disconnect(sid, namespace=namespace or "/")
+            return None
+        return original(eio_sid, namespace, id, data)
+
+    handle_event.checks_reserved = True
+    server._handle_event = handle_event

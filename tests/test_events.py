@@ -239,3 +239,14 @@ def test_admin_over_the_send_limit_gets_429_and_nothing_is_stored(app, admin_pos
     assert refused.status_code == 429 and "Retry-After" in refused.headers
     assert len(stored_statuses(app, "alice")) == 2
     assert client.get("/v1/notifications", headers=auth_header("alice")).status_code == 200
+
+
+@pytest.mark.config(RATE_LIMIT_AUTH_FAILURES="2/minute", TRUSTED_PROXIES=1)
+def test_behind_a_trusted_proxy_each_client_address_is_counted_apart(client, auth_header):
+    def get(address, headers):
+        return client.get("/v1/notifications", headers={**headers, "X-Forwarded-For": address})
+
+    for _ in range(3):
+        get("203.0.113.1", {"Authorization": "Bearer x"})
+    assert get("203.0.113.1", auth_header("alice")).status_code == 429
+    assert get("203.0.113.2", auth_header("alice")).status_code == 200

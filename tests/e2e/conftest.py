@@ -213,11 +213,30 @@ def _failed(request) -> bool:
     return any(report.failed for report in reports.values())
 
 
+def server_env(request) -> dict[str, str]:
+    """Extra environment variables for the test's server, from `@pytest.mark.server_env(NAME=value)`.
+
+    Values are turned into strings; "" sets a variable to the empty string. Without
+    the marker the server gets none.
+    """
+    marker = request.node.get_closest_marker("server_env")
+    if marker is None:
+        return {}
+    if marker.args:
+        raise TypeError("server_env takes keyword arguments only: @pytest.mark.server_env(NAME=value)")
+    return {name: str(value) for name, value in marker.kwargs.items()}
+
+
 @pytest.fixture
 def live_server(request):
-    """A freshly migrated database and a running server on a free port of 127.0.0.1."""
+    """A freshly migrated database and a running server on a free port of 127.0.0.1.
+
+    A test marked `@pytest.mark.server_env(NAME=value, ...)` gets a server with those
+    environment variables set as well (see `server_env`).
+    """
     with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
         server = LiveServer(Path(tmp))
+        server.env.update(server_env(request))
         server.migrate()
         try:
             server.start()

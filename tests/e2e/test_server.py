@@ -452,6 +452,8 @@ def test_rest_list_mark_read_and_delete(live_server):
 # ---- volume and interleaving -------------------------------------------------
 
 
+# The admin sends faster than RATE_LIMIT_ADMIN allows by default, on purpose.
+@pytest.mark.server_env(RATE_LIMIT_ADMIN="")
 def test_many_notifications_in_a_row_each_arrive_exactly_once(live_server, socket_client):
     gina = connect(socket_client(), live_server, "gina")
     with requests.Session() as session:
@@ -472,6 +474,8 @@ def test_many_notifications_in_a_row_each_arrive_exactly_once(live_server, socke
     assert set(statuses(live_server, sent).values()) == {"DELIVERED"}
 
 
+# One user reconnects faster than RATE_LIMIT_SOCKET_CONNECT allows by default, on purpose.
+@pytest.mark.server_env(RATE_LIMIT_SOCKET_CONNECT="", RATE_LIMIT_ADMIN="")
 def test_connects_and_disconnects_during_sends_lose_nothing(live_server, socket_client):
     user, cycles, sends = "ivan", 30, 60
     clients, sent, errors = [], [], []

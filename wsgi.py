@@ -19,6 +19,6 @@ from app import create_app  # noqa: E402  (after monkey-patching)
 app = create_app()
 
 if __name__ == "__main__":
-    from app.server import serve
+    from app.realtime.server import serve
 
     serve(app)

@@ -8,18 +8,19 @@ from flask_cors import CORS
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import jsonfast, socketio_fixes
+from app import jsonfast
 from app.auth import register_token_checks
 from app.cli import register_commands
-from app.deadlines import ConnectDeadline, Deadlines, TokenExpiry
 from app.errors import register_error_handlers, register_jwt_loaders
-from app.events import register_events
 from app.extensions import db, jwt, migrate, socketio
 from app.limits import RateLimits
 from app.notifications import bp as notifications_bp
-from app.services.delivery import DeliveryTracker, TrackingManager
+from app.realtime import library_fixes
+from app.realtime.acks import DeliveryTracker, TrackingManager
+from app.realtime.deadlines import ConnectDeadline, Deadlines, TokenExpiry
+from app.realtime.handlers import register_events
+from app.realtime.queue import ListeningRedisManager
 from app.services.presence import init_presence
-from app.services.queue import ListeningRedisManager
 from app.site import bp as site_bp
 from config import DEV_JWT_SECRET, Config, config_from_env
 
@@ -126,7 +127,7 @@ def register_blueprints(app: Flask) -> None:
 def register_socket_guards(app: Flask) -> None:
     """Library corrections, per-socket event limits, connect and token-expiry deadlines."""
     server = socketio.server
-    socketio_fixes.apply(server, allow_event=app.extensions["rate_limits"].socket_event)
+    library_fixes.apply(server, allow_event=app.extensions["rate_limits"].socket_event)
     deadlines = Deadlines(socketio.start_background_task, socketio.sleep)
     connect_deadline = ConnectDeadline(server, deadlines, app.config["SOCKETIO_CONNECT_TIMEOUT"])
     connect_deadline.install()

@@ -32,7 +32,7 @@ from flask import Flask, request  # noqa: E402
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room  # noqa: E402
 
 from app import jsonfast  # noqa: E402
-from app.server import GC_THRESHOLDS  # noqa: E402
+from app.realtime.server import GC_THRESHOLDS  # noqa: E402
 
 SECRET = os.environ["JWT_SECRET_KEY"]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app import deadlines as module
-from app.deadlines import Deadlines
+from app.realtime import deadlines as module
+from app.realtime.deadlines import Deadlines
 
 
 class Clock:

@@ -2,7 +2,7 @@
 
 import time
 
-from app.services.delivery import DeliveryTracker
+from app.realtime.acks import DeliveryTracker
 from tests.conftest import received
 from tests.test_events import stored_statuses
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from app.services.queue import ListeningRedisManager
+from app.realtime.queue import ListeningRedisManager
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from unittest import mock
 
 import socketio
 
-from app.services.delivery import TrackingManager
+from app.realtime.acks import TrackingManager
 
 
 def run(manager) -> list:

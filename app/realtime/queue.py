@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import socketio
 
-from app.services.delivery import TrackingManagerMixin
+from app.realtime.acks import TrackingManagerMixin
 
 log = logging.getLogger(__name__)
 

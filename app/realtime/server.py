@@ -10,9 +10,9 @@ import greenlet
 from flask import Flask
 
 from app.extensions import socketio
+from app.realtime.queue import ListeningRedisManager
 from app.services.notifications import presence_tick
 from app.services.presence import get_presence
-from app.services.queue import ListeningRedisManager
 
 log = logging.getLogger(__name__)
 

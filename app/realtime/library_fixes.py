@@ -1,7 +1,7 @@
 """Corrections to python-engineio (4.15) and python-socketio (5.18) that the service depends on.
 
 Each function names the upstream behaviour it corrects; each has a test that fails
-without it (tests/test_socketio_fixes.py, tests/e2e/test_hardening.py).
+without it (tests/test_library_fixes.py, tests/e2e/test_hardening.py).
 """
 
 import logging

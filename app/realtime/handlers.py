@@ -8,8 +8,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import NotFound
 
 from app.auth import AuthError, socket_identity
-from app.deadlines import RefreshRefused
 from app.extensions import socketio
+from app.realtime.deadlines import RefreshRefused
 from app.services import notifications
 
 log = logging.getLogger(__name__)

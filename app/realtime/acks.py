@@ -17,7 +17,7 @@ from functools import partial
 
 from socketio import packet
 
-from app.services.rooms import IndexedRoomsMixin
+from app.realtime.rooms import IndexedRoomsMixin
 
 TRACKED_EVENTS = ("new_notification", "pending_notifications")
 

@@ -10,7 +10,7 @@ from app import create_app
 from app.extensions import db
 from app.models import Notification, NotificationStatus
 from app.services import notifications as service
-from app.services.presence import RedisPresence
+from app.services.presence.redis import RedisPresence
 from config import TestingConfig
 from tests.conftest import received
 

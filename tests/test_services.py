@@ -9,7 +9,8 @@ from app.errors import DomainError, NotFoundError
 from app.extensions import db
 from app.models import Notification, NotificationStatus
 from app.services import notifications as service
-from app.services.presence import LocalPresence, get_presence
+from app.services.presence import get_presence
+from app.services.presence.local import LocalPresence
 
 
 def statuses(user_id: str) -> list[NotificationStatus]:

@@ -1,99 +1,17 @@
-"""Who is online right now, counting every socket of a user.
-
-One process keeps presence in memory (`LocalPresence`). Several processes share it
-through Redis (`RedisPresence`), where each socket is recorded under the id of the
-process that holds it, and each process proves it is alive by refreshing a key
-with a time to live. A process that stops refreshing (killed, or cut off from the
-Redis message queue) stops counting: its sockets are ignored once the key expires,
-and a surviving process "reaps" it (see `notifications.presence_tick`).
-"""
+"""Presence shared by every process through Redis."""
 
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import redis
-from flask import Flask, current_app
+
+from app.services.presence import DeadProcess, Tick
+from app.services.presence.local import LocalPresence
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DeadProcess:
-    """A process that stopped proving it is alive, and the users it held sockets of."""
-
-    process_id: str
-    last_beat: float
-    user_ids: set[str] = field(default_factory=set)
-
-
-@dataclass
-class Tick:
-    """What one heartbeat found: users to re-send pending rows to, processes to reap."""
-
-    resynced_users: set[str] = field(default_factory=set)
-    dead: list[DeadProcess] = field(default_factory=list)
-
-
-class LocalPresence:
-    """Presence kept in this process's memory: the embedded, single-process default.
-
-    Under eventlet every handler runs in one OS thread and these methods never
-    yield, so each call is atomic with respect to the others.
-    """
-
-    shared = False
-
-    def __init__(self) -> None:
-        self._sockets: dict[str, set[str]] = {}
-        self._owner: dict[str, str] = {}
-
-    def add(self, user_id: str, sid: str) -> None:
-        """Count socket `sid` of `user_id` as connected."""
-        self._sockets.setdefault(user_id, set()).add(sid)
-        self._owner[sid] = user_id
-
-    def remove(self, sid: str) -> str | None:
-        """Forget socket `sid`; return its user, or None if it was not counted."""
-        user_id = self._owner.pop(sid, None)
-        if user_id is None:
-            return None
-        sids = self._sockets.get(user_id)
-        if sids is not None:
-            sids.discard(sid)
-            if not sids:
-                del self._sockets[user_id]
-        return user_id
-
-    def online(self, user_ids: Iterable[str]) -> set[str]:
-        """The subset of `user_ids` with at least one connected socket."""
-        return {user_id for user_id in user_ids if user_id in self._sockets}
-
-    def local_users(self) -> set[str]:
-        """Users with a socket in this process."""
-        return set(self._sockets)
-
-    def socket_count(self, user_id: str) -> int:
-        """How many sockets `user_id` has open."""
-        return len(self._sockets.get(user_id, ()))
-
-    in_sync = True
-
-    def heartbeat(self) -> Tick:
-        """Nothing to prove or reap in a single process."""
-        return Tick()
-
-    def finish_reaping(self, dead: DeadProcess) -> None:
-        """Nothing to reap in a single process."""
-
-    def close(self) -> None:
-        """Forget every socket (shutdown)."""
-        self._sockets.clear()
-        self._owner.clear()
-
 
 # Remove the entries of `hash` whose value is ARGV[1] (a dead process id), atomically,
 # so that a socket re-registered meanwhile under a live process id is kept.
@@ -110,7 +28,7 @@ return removed
 """
 
 
-class RedisPresence(LocalPresence):
+class RedisPresence:
     """Presence shared by every process through Redis.
 
     Keys (under `prefix`):
@@ -119,8 +37,8 @@ class RedisPresence(LocalPresence):
       alive:<process id>  exists while the process is alive (expires after `ttl`)
       processes           hash process id -> time of its last heartbeat
 
-    The in-memory maps of `LocalPresence` mirror this process's own sockets, so
-    they can be written back after Redis was unreachable.
+    `self.local` mirrors this process's own sockets, so they can be written back
+    after Redis was unreachable.
     """
 
     shared = True
@@ -133,7 +51,7 @@ class RedisPresence(LocalPresence):
         listening=None,
         max_connections: int = 50,
     ):
-        super().__init__()
+        self.local = LocalPresence()
         # A blocking pool: under a burst (1,000 clients leaving at once) green threads wait
         # for a connection instead of failing with "Too many connections", which would
         # look like an outage.
@@ -169,7 +87,7 @@ class RedisPresence(LocalPresence):
 
     def add(self, user_id: str, sid: str) -> None:
         """Count socket `sid` of `user_id`; while Redis is unreachable, only locally."""
-        super().add(user_id, sid)
+        self.local.add(user_id, sid)
         if not self._in_sync:
             return  # the heartbeat that restores the connection registers it
         try:
@@ -196,12 +114,12 @@ class RedisPresence(LocalPresence):
 
     def remove(self, sid: str) -> str | None:
         """Forget socket `sid`; if Redis is down, the next heartbeat rewrites the state."""
-        user_id = super().remove(sid)
+        user_id = self.local.remove(sid)
         if user_id is not None and self._in_sync:
             try:
                 pipe = self.redis.pipeline()
                 pipe.hdel(self._key("user", user_id), sid)
-                if not super().socket_count(user_id):
+                if not self.local.socket_count(user_id):
                     # so a reaper of this process never touches this user's rows
                     pipe.srem(self._key("users", self.process_id), user_id)
                 pipe.execute()
@@ -216,7 +134,7 @@ class RedisPresence(LocalPresence):
         only they can be reached: emits to them do not need Redis).
         """
         users = list(user_ids)
-        local = super().online(users)
+        local = self.local.online(users)
         if not users:
             return local
         try:
@@ -239,7 +157,7 @@ class RedisPresence(LocalPresence):
 
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open, in every process (this one's if Redis is down)."""
-        local = super().socket_count(user_id)
+        local = self.local.socket_count(user_id)
         try:
             return max(local, self.redis.hlen(self._key("user", user_id)))
         except redis.RedisError as exc:
@@ -291,14 +209,14 @@ class RedisPresence(LocalPresence):
         """
         old_id, self.process_id = self.process_id, self._new_process_id()
         self._in_sync = True
-        snapshot = list(self._owner.items())
+        snapshot = self.local.sockets()
         pipe = self.redis.pipeline()
         self._prove_alive(pipe)
         for sid, user_id in snapshot:
             self._register(pipe, user_id, sid)
         try:
             pipe.execute()
-            closed = [(sid, user_id) for sid, user_id in snapshot if sid not in self._owner]
+            closed = [(sid, user_id) for sid, user_id in snapshot if not self.local.holds(sid)]
             if closed:
                 pipe = self.redis.pipeline()
                 for sid, user_id in closed:
@@ -307,10 +225,10 @@ class RedisPresence(LocalPresence):
         except redis.RedisError:
             self._in_sync = False
             raise
-        users = self.local_users()
+        users = self.local.local_users()
         log.info(
             "presence: registered %d socket(s) of %d user(s) as process %s (was %s)",
-            len(self._owner),
+            len(snapshot),
             len(users),
             self.process_id,
             old_id,
@@ -349,36 +267,15 @@ class RedisPresence(LocalPresence):
         with self._beat_lock:  # a heartbeat half-way through would register it again
             self._closed = True
             self._remove_everything()
-        super().close()
+        self.local.close()
 
     def _remove_everything(self) -> None:
         try:
             pipe = self.redis.pipeline()
-            for sid, user_id in self._owner.items():
+            for sid, user_id in self.local.sockets():
                 pipe.hdel(self._key("user", user_id), sid)
             pipe.delete(self._key("alive", self.process_id), self._key("users", self.process_id))
             pipe.hdel(self._key("processes"), self.process_id)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("presence: could not clean up on shutdown: %s", exc)
-
-
-def init_presence(app: Flask, listening=None) -> None:
-    """Give `app` its presence registry: in Redis when a message queue is configured."""
-    url = app.config.get("PRESENCE_REDIS_URL") or app.config["SOCKETIO_MESSAGE_QUEUE"]
-    if url and url.startswith(("redis://", "rediss://", "unix://")):
-        # Registered in Redis by the server's first heartbeat (see wsgi.py).
-        presence = RedisPresence(
-            url,
-            ttl=app.config["PRESENCE_TTL"],
-            prefix=app.config["PRESENCE_KEY_PREFIX"],
-            listening=listening,
-        )
-    else:
-        presence = LocalPresence()
-    app.extensions["presence"] = presence
-
-
-def get_presence() -> LocalPresence:
-    """The presence registry of the current app."""
-    return current_app.extensions["presence"]

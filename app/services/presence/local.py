@@ -1,0 +1,70 @@
+"""Presence in this process's memory: the embedded, single-process default."""
+
+from collections.abc import Iterable
+
+from app.services.presence import DeadProcess, Tick
+
+
+class LocalPresence:
+    """Presence kept in this process's memory.
+
+    Under eventlet every handler runs in one OS thread and these methods never
+    yield, so each call is atomic with respect to the others.
+    """
+
+    shared = False
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, set[str]] = {}
+        self._owner: dict[str, str] = {}
+
+    def add(self, user_id: str, sid: str) -> None:
+        """Count socket `sid` of `user_id` as connected."""
+        self._sockets.setdefault(user_id, set()).add(sid)
+        self._owner[sid] = user_id
+
+    def remove(self, sid: str) -> str | None:
+        """Forget socket `sid`; return its user, or None if it was not counted."""
+        user_id = self._owner.pop(sid, None)
+        if user_id is None:
+            return None
+        sids = self._sockets.get(user_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._sockets[user_id]
+        return user_id
+
+    def online(self, user_ids: Iterable[str]) -> set[str]:
+        """The subset of `user_ids` with at least one connected socket."""
+        return {user_id for user_id in user_ids if user_id in self._sockets}
+
+    def local_users(self) -> set[str]:
+        """Users with a socket in this process."""
+        return set(self._sockets)
+
+    def socket_count(self, user_id: str) -> int:
+        """How many sockets `user_id` has open."""
+        return len(self._sockets.get(user_id, ()))
+
+    in_sync = True
+
+    def heartbeat(self) -> Tick:
+        """Nothing to prove or reap in a single process."""
+        return Tick()
+
+    def finish_reaping(self, dead: DeadProcess) -> None:
+        """Nothing to reap in a single process."""
+
+    def close(self) -> None:
+        """Forget every socket (shutdown)."""
+        self._sockets.clear()
+        self._owner.clear()
+
+    def sockets(self) -> list[tuple[str, str]]:
+        """Every counted socket of this process, as (sid, user id)."""
+        return list(self._owner.items())
+
+    def holds(self, sid: str) -> bool:
+        """Whether socket `sid` is counted."""
+        return sid in self._owner

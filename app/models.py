@@ -1,6 +1,5 @@
 """Database models."""
 
-import enum
 import os
 import uuid
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from sqlalchemy import DateTime, Enum, Index, String, Text, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
+from app.protocol import NotificationStatus
 
 
 def utcnow() -> datetime:
@@ -62,14 +62,6 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-class NotificationStatus(enum.StrEnum):
-    """Life cycle of a notification: stored, then received by a socket, then read."""
-
-    PENDING = "PENDING"
-    DELIVERED = "DELIVERED"
-    READ = "READ"
 
 
 class Notification(db.Model):

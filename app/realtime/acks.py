@@ -17,9 +17,8 @@ from functools import partial
 
 from socketio import packet
 
+from app.protocol import NOTIFICATION_EVENTS, PENDING_NOTIFICATIONS
 from app.realtime.rooms import IndexedRoomsMixin
-
-TRACKED_EVENTS = ("new_notification", "pending_notifications")
 
 
 class DeliveryTracker:
@@ -58,7 +57,7 @@ class DeliveryTracker:
 
 
 def _ids(event: str, data) -> list[str]:
-    if event == "pending_notifications":
+    if event == PENDING_NOTIFICATIONS:
         return [n["id"] for n in data]
     return [data["id"]]
 
@@ -74,7 +73,7 @@ class TrackingManagerMixin(IndexedRoomsMixin):
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
         tracker = self.tracker
-        if tracker is None or callback is not None or event not in TRACKED_EVENTS:
+        if tracker is None or callback is not None or event not in NOTIFICATION_EVENTS:
             return super().emit(
                 event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs
             )

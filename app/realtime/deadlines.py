@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 import socketio
 
 from app.auth import AuthError, Identity, identity_from_token
+from app.protocol import NAMESPACE, TOKEN_EXPIRED
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ TICK_SECONDS = 0.5
 # Rebuild the heap when stale entries (moved or cancelled deadlines) outnumber live ones.
 COMPACT_FACTOR = 2
 COMPACT_MINIMUM = 1024
-NAMESPACE = "/"
-TOKEN_EXPIRED = "token_expired"
 
 
 class Deadlines:

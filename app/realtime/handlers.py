@@ -9,13 +9,12 @@ from werkzeug.exceptions import NotFound
 
 from app.auth import AuthError, socket_identity
 from app.extensions import socketio
+from app.protocol import NAMESPACE, REFRESH_TOKEN
 from app.realtime.deadlines import RefreshRefused
 from app.services import notifications
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "/"
-REFRESH_TOKEN = "refresh_token"
 
 
 def on_connect(auth=None):

@@ -30,15 +30,13 @@ from sqlalchemy import String, and_, bindparam, delete, func, insert, or_, selec
 
 from app.errors import DomainError, NotFoundError
 from app.extensions import db, socketio
-from app.models import RECORD_COLUMNS, Notification, NotificationRecord, NotificationStatus, new_ids, utcnow
+from app.models import RECORD_COLUMNS, Notification, NotificationRecord, new_ids, utcnow
+from app.protocol import NAMESPACE, NEW_NOTIFICATION, PENDING_NOTIFICATIONS, NotificationStatus, user_room
 from app.schemas import notification_to_wire
 from app.services.presence import get_presence
 
 log = logging.getLogger(__name__)
 
-NEW_NOTIFICATION = "new_notification"
-PENDING_NOTIFICATIONS = "pending_notifications"
-NAMESPACE = "/"
 
 
 class TooManySockets(DomainError):
@@ -46,11 +44,6 @@ class TooManySockets(DomainError):
 
     status = 429
     code = "too_many_connections"
-
-
-def user_room(user_id: str) -> str:
-    """The private Socket.IO room of a user: every socket of that user is in it."""
-    return f"user:{user_id}"
 
 
 def to_wire(notification) -> dict:

@@ -8,9 +8,14 @@ REQUIRE_SERVICES=1, in which case it fails.
 """
 
 import base64
+import json
+import math
 import os
+import re
+import time
 from urllib.parse import urlparse
 
+import jwt
 import pytest
 import requests
 
@@ -25,6 +30,8 @@ CHROMIUM_ARGS = [
 WAIT_MS = 10_000  # every wait on the page is bounded by this
 HTTP_TIMEOUT = 10  # seconds, for direct REST calls
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+EXPIRY_GRACE = 5  # seconds after a token's exp within which the server closes its socket (contract v2)
+TOKEN_KEY = "notifications.accessToken"  # where the page stores its token
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -124,6 +131,57 @@ def send_cli(live_server, user_id, message):
     result = live_server.cli("send-notification", "--user", user_id, message)
     assert result.returncode == 0, f"send-notification failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def short_token(live_server, user_id, seconds=3, secret=None):
+    """An access token for `user_id` that expires `seconds` (at most one more) from now,
+    signed with the server's key or `secret`; returns the token and its exp."""
+    now = time.time()
+    exp = math.ceil(now + seconds)
+    claims = {"sub": user_id, "iat": int(now), "exp": exp}
+    return jwt.encode(claims, secret or live_server.secret, algorithm="HS256"), exp
+
+
+def ms_until(deadline, margin=3):
+    """Milliseconds from now until `margin` seconds after the unix time `deadline`."""
+    return max(0, int((deadline + margin - time.time()) * 1000))
+
+
+def wait_until(page, predicate, timeout_ms, what):
+    """Let the page run (so Playwright delivers its events) until `predicate()` holds."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not predicate():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_ms} ms waiting for: {what}")
+        page.wait_for_timeout(50)
+
+
+class SocketWatch:
+    """Every WebSocket the page opens, the frames on them, and its Socket.IO polling requests."""
+
+    def __init__(self, page):
+        self.opened, self.closed, self.received, self.sent, self.polls = [], [], [], [], []
+        page.on("websocket", self._websocket)
+        page.on("request", lambda request: "/socket.io/" in request.url and self.polls.append(request.url))
+
+    def _websocket(self, ws):
+        self.opened.append(ws.url)
+        ws.on("framereceived", lambda payload: self.received.append(str(payload)))
+        ws.on("framesent", lambda payload: self.sent.append(str(payload)))
+        ws.on("close", lambda _ws: self.closed.append(ws.url))
+
+    def events_received(self, name):
+        """Socket.IO events `name` the server sent (engine.io message 4, socket.io EVENT 2)."""
+        return [f for f in self.received if f.startswith("42") and f'"{name}"' in f[:60]]
+
+    def acks_received(self):
+        """Payloads of the acknowledgements the server sent (engine.io 4, socket.io ACK 3)."""
+        matches = (re.fullmatch(r"43\d+(\[.*\])", f, re.S) for f in self.received)
+        return [json.loads(m.group(1)) for m in matches if m]
+
+
+def stored_token(page):
+    return page.evaluate(f"localStorage.getItem({json.dumps(TOKEN_KEY)})")
 
 
 # ---- tests -------------------------------------------------------------------
@@ -278,3 +336,121 @@ def test_bad_token_shows_error(page, live_server, kind):
     page.wait_for_timeout(1000)
     expect(page.locator("#notifications > li.notification")).to_have_count(0, timeout=WAIT_MS)
     expect(page.locator("#state")).to_have_text("error", timeout=WAIT_MS)
+
+
+def test_expired_token_ends_the_session(page, live_server):
+    sockets = SocketWatch(page)
+    open_client(page, live_server)
+    token, exp = short_token(live_server, "frank")
+    connect(page, token)
+    # Less than a minute left from the start: the page warns that a new token is needed.
+    expiry = page.locator("#token-expiry")
+    expect(expiry).to_be_visible(timeout=WAIT_MS)
+    expect(expiry).to_have_attribute("data-level", "warn", timeout=WAIT_MS)
+    expect(expiry).to_contain_text("new token", timeout=WAIT_MS)
+
+    state = page.locator("#state")
+    expect(state).to_have_text("expired", timeout=ms_until(exp + EXPIRY_GRACE))
+    assert time.time() >= exp, "the session ended before the token expired"
+    assert sockets.events_received("token_expired"), "no token_expired event reached the page"
+    expect(page.locator("#state-detail")).to_contain_text("token expired", timeout=WAIT_MS)
+    expect(page.locator("#error")).to_contain_text("access token expired", timeout=WAIT_MS)
+    expect(page.locator("#token")).to_be_focused(timeout=WAIT_MS)
+    expect(page.locator("#disconnect")).to_be_disabled(timeout=WAIT_MS)
+    expect(expiry).to_be_hidden(timeout=WAIT_MS)
+
+    # The server closed the socket (the page did not have to close it itself).
+    wait_until(page, lambda: sockets.closed, WAIT_MS, "the page's WebSocket to close")
+    assert not [f for f in sockets.sent if f.startswith("41")], "the page, not the server, left the namespace"
+
+    # The close that follows does not overwrite the message, and nothing reconnects.
+    page.wait_for_timeout(1500)
+    expect(state).to_have_text("expired", timeout=WAIT_MS)
+    assert len(sockets.opened) == 1 and not sockets.polls, (sockets.opened, sockets.polls)
+
+    # Frank is offline now: a notification is stored PENDING and does not show up.
+    [sent] = admin_post(live_server, ["frank"], "after the token expired")
+    assert sent["status"] == "PENDING"
+    page.wait_for_timeout(1000)
+    expect(item(page, "after the token expired")).to_have_count(0, timeout=WAIT_MS)
+    assert history(live_server, "frank")[sent["id"]]["status"] == "PENDING"
+    assert len(sockets.opened) == 1 and not sockets.polls
+
+    # A new token starts a new session, which gets what was stored meanwhile.
+    connect(page, live_server.token("frank"))
+    meanwhile = item(page, "after the token expired")
+    expect(meanwhile).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+
+
+def test_refresh_before_expiry_keeps_the_session(page, live_server):
+    sockets = SocketWatch(page)
+    open_client(page, live_server)
+    old, old_exp = short_token(live_server, "grace")
+    connect(page, old)
+    expiry = page.locator("#token-expiry")
+    expect(expiry).to_have_attribute("data-level", "warn", timeout=WAIT_MS)
+
+    # A token for the same user, entered while connected, goes over the live socket.
+    fresh = live_server.token("grace")
+    page.fill("#token", fresh, timeout=WAIT_MS)
+    page.click("#connect", timeout=WAIT_MS)
+    expect(page.locator("#state-detail")).to_have_text("token refreshed", timeout=WAIT_MS)
+    assert time.time() < old_exp, "the refresh was answered only after the old token expired"
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+    expect(expiry).to_have_attribute("data-level", "ok", timeout=WAIT_MS)
+    expect(expiry).to_contain_text("Token expires in", timeout=WAIT_MS)
+    expect(page.locator("#error")).to_be_hidden(timeout=WAIT_MS)
+    assert [f for f in sockets.sent if '"refresh_token"' in f], "no refresh_token event was sent"
+    assert stored_token(page) == fresh
+    assert len(sockets.opened) == 1, "the page reconnected instead of refreshing"
+
+    # Past the old exp and the server's grace: still the same live connection.
+    page.wait_for_timeout(ms_until(old_exp + EXPIRY_GRACE, margin=0.5))
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+    assert not sockets.events_received("token_expired")
+    assert len(sockets.opened) == 1 and not sockets.closed and not sockets.polls
+
+    [sent] = admin_post(live_server, ["grace"], "after the old token expired")
+    assert sent["status"] == "DELIVERED"
+    live = item(page, "after the old token expired")
+    expect(live).to_have_count(1, timeout=WAIT_MS)
+    expect(live).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+
+    # REST calls use the new token (the old one would now get 401).
+    live.locator("button.mark-read").click(timeout=WAIT_MS)
+    expect(live).to_have_attribute("data-status", "READ", timeout=WAIT_MS)
+    expect(page.locator("#error")).to_be_hidden(timeout=WAIT_MS)
+    assert history(live_server, "grace")[sent["id"]]["status"] == "READ"
+
+
+def test_refused_refresh_keeps_the_current_token(page, live_server):
+    sockets = SocketWatch(page)
+    open_client(page, live_server)
+    # A little longer than 3 s: the test checks the socket is still live after the refusal.
+    token, exp = short_token(live_server, "heidi", seconds=5)
+    connect(page, token)
+
+    wrong_key, _ = short_token(live_server, "heidi", seconds=3600, secret="not-the-server-key-" * 3)
+    page.fill("#token", wrong_key, timeout=WAIT_MS)
+    page.click("#connect", timeout=WAIT_MS)
+    error = page.locator("#error")
+    expect(error).to_be_visible(timeout=WAIT_MS)
+    answers = [a for a in sockets.acks_received() if a and isinstance(a[0], dict) and "ok" in a[0]]
+    assert answers and answers[-1][0]["ok"] is False, answers
+    expect(error).to_contain_text(answers[-1][0]["error"], timeout=WAIT_MS)
+
+    # Nothing changed: same socket, same token, still receiving live.
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+    assert stored_token(page) == token
+    [sent] = admin_post(live_server, ["heidi"], "still connected")
+    assert time.time() < exp, "the notification was sent only after the token expired"
+    assert sent["status"] == "DELIVERED"
+    expect(item(page, "still connected")).to_have_count(1, timeout=WAIT_MS)
+    assert len(sockets.opened) == 1 and not sockets.closed
+
+    # The old token's expiry still ends the session.
+    expect(page.locator("#state")).to_have_text("expired", timeout=ms_until(exp + EXPIRY_GRACE))
+    assert time.time() >= exp, "the session ended before the token expired"
+    expect(error).to_contain_text("access token expired", timeout=WAIT_MS)  # the refusal is no longer shown
+    expect(page.locator("#token")).to_be_focused(timeout=WAIT_MS)
+    wait_until(page, lambda: sockets.closed, WAIT_MS, "the page's WebSocket to close")

@@ -14,6 +14,13 @@
 
 (function () {
   const TOKEN_KEY = "notifications.accessToken";
+  // Socket.IO event names: a copy of app/protocol.py, compared with it by tests/test_protocol.py.
+  const EVENTS = Object.freeze({
+    NEW_NOTIFICATION: "new_notification",
+    PENDING_NOTIFICATIONS: "pending_notifications",
+    TOKEN_EXPIRED: "token_expired",
+    REFRESH_TOKEN: "refresh_token",
+  });
   // Ranks let a merge never move a notification backwards (see merge()).
   const STATUS_RANK = { PENDING: 0, DELIVERED: 1, READ: 2 };
   const EXPIRY_WARNING_S = 60;     // warn this long before the token expires
@@ -346,7 +353,7 @@
     });
     // The server is about to close the socket because the token expired. The
     // session is over: no reconnection with this token, by socket.io or by us.
-    s.on("token_expired", () => {
+    s.on(EVENTS.TOKEN_EXPIRED, () => {
       if (s !== socket) return;
       s.io.reconnection(false);
       socket = null;
@@ -364,11 +371,11 @@
     });
     // The server asks for an acknowledgement: what a socket was sent but never
     // acknowledged is sent again after a reconnect (merge() drops the duplicates).
-    s.on("new_notification", (n, ack) => {
+    s.on(EVENTS.NEW_NOTIFICATION, (n, ack) => {
       if (s === socket) merge([n]);
       if (typeof ack === "function") ack();
     });
-    s.on("pending_notifications", (list, ack) => {
+    s.on(EVENTS.PENDING_NOTIFICATIONS, (list, ack) => {
       if (s === socket && Array.isArray(list)) merge(list);
       if (typeof ack === "function") ack();
     });
@@ -395,7 +402,7 @@
     refreshing = true;
     el.connect.disabled = true;
     setState("connected", "sending the new token…");
-    s.timeout(REFRESH_TIMEOUT_MS).emit("refresh_token", { token }, (err, answer) => {
+    s.timeout(REFRESH_TIMEOUT_MS).emit(EVENTS.REFRESH_TOKEN, { token }, (err, answer) => {
       if (s !== socket || !refreshing) return; // the session ended or changed meanwhile
       refreshing = false;
       el.connect.disabled = false;

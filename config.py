@@ -1,6 +1,7 @@
 """Configuration classes; the only module that reads environment variables."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -66,7 +67,8 @@ class Config:
     JWT_ALGORITHM = "HS256"
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
-    JWT_ACCESS_TOKEN_EXPIRES_SECONDS = _env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600)
+    # Flask-JWT-Extended's own setting, so every create_access_token() call uses it.
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600))
 
     # Concurrent connections (HTTP and Socket.IO) one process serves; eventlet's default is 1024.
     MAX_CONNECTIONS = _env_int("MAX_CONNECTIONS", 20_000)

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 
-from flask import current_app
 from flask_jwt_extended import create_access_token, decode_token, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
@@ -128,8 +127,6 @@ def admin_required(view):
 
 def create_token(user_id: str, admin: bool = False, expires_in: int | None = None) -> str:
     """Sign an access token for `user_id` (claim `role: "admin"` when `admin`)."""
-    seconds = expires_in or current_app.config["JWT_ACCESS_TOKEN_EXPIRES_SECONDS"]
     claims = {"role": ADMIN_ROLE} if admin else {}
-    return create_access_token(
-        identity=user_id, additional_claims=claims, expires_delta=timedelta(seconds=seconds)
-    )
+    lifetime = timedelta(seconds=expires_in) if expires_in else None  # None: JWT_ACCESS_TOKEN_EXPIRES
+    return create_access_token(identity=user_id, additional_claims=claims, expires_delta=lifetime)

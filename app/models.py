@@ -38,7 +38,7 @@ def new_ids(count: int) -> list[str]:
     ]
 
 
-class UTCDateTime(TypeDecorator):
+class UTCTimestamp(TypeDecorator):
     """A timestamp stored in UTC and always read back timezone-aware.
 
     SQLite keeps no zone, so values are normalised to UTC on the way in and
@@ -83,9 +83,9 @@ class Notification(db.Model):
         ),
         default=NotificationStatus.PENDING,
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCTimestamp(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCTimestamp())
+    read_at: Mapped[datetime | None] = mapped_column(UTCTimestamp())
 
     __table_args__ = (
         # "this user's pending ones, oldest first" (connect) and the ?status= filter.

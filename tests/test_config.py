@@ -66,3 +66,23 @@ def test_database_urls_get_an_eventlet_safe_driver(raw, expected):
 
 def test_default_database_is_an_sqlite_file_under_instance():
     assert database_url(None).startswith("sqlite:///") and "/instance/" in database_url(None)
+
+
+def test_token_lifetime_setting_is_the_one_flask_jwt_extended_reads(monkeypatch):
+    import importlib
+
+    import jwt as pyjwt
+    from flask_jwt_extended import create_access_token
+
+    import config
+
+    monkeypatch.setenv("JWT_ACCESS_TOKEN_EXPIRES", "120")
+    reloaded = importlib.reload(config)
+    try:
+        app = create_app(reloaded.TestingConfig, SQLALCHEMY_DATABASE_URI="sqlite://")
+        with app.app_context():
+            claims = pyjwt.decode(create_access_token("alice"), options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == 120
+    finally:
+        monkeypatch.delenv("JWT_ACCESS_TOKEN_EXPIRES")
+        importlib.reload(config)

@@ -10,6 +10,8 @@ from app.extensions import db
 
 log = logging.getLogger(__name__)
 
+REALM = "notifications"
+
 
 class DomainError(Exception):
     """An error the service layer raises; mapped to an HTTP status here."""
@@ -29,12 +31,30 @@ class NotFoundError(DomainError):
     code = "not_found"
 
 
-def error_response(status: int, code: str, message: str, details=None):
-    """Build the `{"error", "message"[, "details"]}` response."""
+def error_response(status: int, code: str, message: str, details=None, headers=None):
+    """Build the `{"error", "message"[, "details"]}` response (with `headers`, when given).
+
+    Every 401 gets a `WWW-Authenticate` challenge (`bearer_challenge()` unless `headers`
+    has one), as RFC 9110 requires.
+    """
     body = {"error": code, "message": message}
     if details is not None:
         body["details"] = details
-    return jsonify(body), status
+    response = jsonify(body)
+    response.headers.extend(headers or ())
+    if status == 401 and "WWW-Authenticate" not in response.headers:
+        response.headers["WWW-Authenticate"] = bearer_challenge()
+    return response, status
+
+
+def bearer_challenge(error: str | None = None) -> str:
+    """The `WWW-Authenticate` value of a 401 (RFC 6750, section 3).
+
+    Without an error code when the request carried no usable token; with
+    `error="invalid_token"` when it carried one that is not acceptable.
+    """
+    challenge = f'Bearer realm="{REALM}"'
+    return f'{challenge}, error="{error}"' if error else challenge
 
 
 _HTTP_CODES = {
@@ -54,8 +74,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        # The exception's own headers say things the client needs (405 `Allow`, 429
+        # `Retry-After`, 401 `WWW-Authenticate`); only its HTML Content-Type goes.
+        headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
         code = _HTTP_CODES.get(exc.code, "http_error")
-        return error_response(exc.code, code, exc.description or exc.name)
+        return error_response(exc.code, code, exc.description or exc.name, headers=headers)
 
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError):
@@ -76,15 +99,19 @@ def register_error_handlers(app: Flask) -> None:
 def register_jwt_loaders(jwt) -> None:
     """Give Flask-JWT-Extended's failures the same envelope (its defaults differ)."""
 
-    def unauthorized(message: str):
+    def no_token(message: str):
         return error_response(401, "unauthorized", message)
 
-    jwt.unauthorized_loader(lambda reason: unauthorized(f"Missing or malformed token: {reason}"))
-    jwt.invalid_token_loader(lambda reason: unauthorized(f"Invalid token: {reason}"))
-    jwt.expired_token_loader(lambda _header, _data: unauthorized("The token has expired."))
+    def invalid_token(message: str):
+        challenge = {"WWW-Authenticate": bearer_challenge("invalid_token")}
+        return error_response(401, "unauthorized", message, headers=challenge)
+
+    jwt.unauthorized_loader(lambda reason: no_token(f"Missing or malformed token: {reason}"))
+    jwt.invalid_token_loader(lambda reason: invalid_token(f"Invalid token: {reason}"))
+    jwt.expired_token_loader(lambda _header, _data: invalid_token("The token has expired."))
     jwt.token_verification_failed_loader(
-        lambda _header, _data: unauthorized("The token is not an access token with a valid sub and exp.")
+        lambda _header, _data: invalid_token("The token is not an access token with a valid sub and exp.")
     )
-    jwt.revoked_token_loader(lambda _header, _data: unauthorized("The token has been revoked."))
-    jwt.needs_fresh_token_loader(lambda _header, _data: unauthorized("A fresh token is required."))
-    jwt.user_lookup_error_loader(lambda _header, _data: unauthorized("Unknown user."))
+    jwt.revoked_token_loader(lambda _header, _data: invalid_token("The token has been revoked."))
+    jwt.needs_fresh_token_loader(lambda _header, _data: invalid_token("A fresh token is required."))
+    jwt.user_lookup_error_loader(lambda _header, _data: invalid_token("Unknown user."))

@@ -7,6 +7,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
 from app.schemas import (
+    CONFIG_LIMITS,
     CreateNotificationsSchema,
     ErrorSchema,
     HealthSchema,
@@ -18,16 +19,39 @@ from app.schemas import (
 API_VERSION = "1.0.0"
 
 
-def _error(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": "Error"}}}
+def _error(description: str, headers: dict | None = None) -> dict:
+    response = {"description": description, "content": {"application/json": {"schema": "Error"}}}
+    if headers:
+        response["headers"] = headers
+    return response
 
 
 def _json(schema, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _header(description: str, schema: dict) -> dict:
+    return {"description": description, "required": True, "schema": schema}
+
+
 _ID = {"in": "path", "name": "notification_id", "required": True, "schema": {"type": "string"}}
-_AUTH_ERRORS = {"401": _error("missing, invalid or expired token")}
+# What every /v1 route may answer besides its own: no acceptable token, too many requests.
+_API_ERRORS = {
+    "401": _error(
+        "missing, invalid or expired token",
+        {
+            "WWW-Authenticate": _header(
+                'the challenge: `Bearer realm="notifications"`, with `error="invalid_token"` '
+                "when a token was sent but is not acceptable",
+                {"type": "string", "pattern": "^Bearer "},
+            )
+        },
+    ),
+    "429": _error(
+        "rate limited (error `too_many_requests`)",
+        {"Retry-After": _header("seconds to wait before trying again", {"type": "integer", "minimum": 0})},
+    ),
+}
 _NOT_FOUND = {"404": _error("no such notification of the caller's (or a malformed id)")}
 
 # What each endpoint takes and answers; paths and methods come from the URL map.
@@ -42,16 +66,16 @@ OPERATIONS = {
                 },
             },
             "400": _error("bad limit, status or cursor"),
-            **_AUTH_ERRORS,
+            **_API_ERRORS,
         },
     },
     "notifications.mark_read": {
         "parameters": [_ID],
-        "responses": {"200": _json("Notification", "the notification, READ"), **_AUTH_ERRORS, **_NOT_FOUND},
+        "responses": {"200": _json("Notification", "the notification, READ"), **_API_ERRORS, **_NOT_FOUND},
     },
     "notifications.delete_notification": {
         "parameters": [_ID],
-        "responses": {"204": {"description": "deleted"}, **_AUTH_ERRORS, **_NOT_FOUND},
+        "responses": {"204": {"description": "deleted"}, **_API_ERRORS, **_NOT_FOUND},
     },
     "notifications.create_notifications": {
         "requestBody": {
@@ -60,28 +84,45 @@ OPERATIONS = {
         },
         "responses": {
             "201": _json(NotificationListSchema, "one notification per distinct user"),
-            "400": _error("invalid body; nothing stored"),
+            # Not 415: the contract answers a body that is not JSON with 400.
+            "400": _error("invalid body, or a Content-Type other than JSON; nothing stored"),
             "403": _error("the token is not an admin's"),
-            "413": _error("body over the size limit"),
-            **_AUTH_ERRORS,
+            "413": _error("body over the size limit (MAX_CONTENT_LENGTH); nothing stored"),
+            **_API_ERRORS,
         },
     },
     "site.healthz": {
         "security": [],
         "responses": {"200": _json(HealthSchema, "the database answers"), "503": _error("it does not")},
     },
+    "site.openapi": {
+        "security": [],
+        "responses": {"200": _json({"type": "object"}, "this document")},
+    },
 }
+
+
+def _config_limits(app: Flask):
+    """An apispec attribute function: the keywords a field's CONFIG_LIMITS metadata names, valued
+    from `app`'s config, so that the document states the limits this app enforces."""
+
+    def config_limits(_converter, field, **_kwargs) -> dict:
+        return {keyword: app.config[name] for keyword, name in field.metadata.get(CONFIG_LIMITS, {}).items()}
+
+    return config_limits
 
 
 def build_spec(app: Flask) -> dict:
     """The OpenAPI 3 document of the routes listed in OPERATIONS."""
+    marshmallow = MarshmallowPlugin()
     spec = APISpec(
         title="Notification service",
         version=API_VERSION,
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
+        plugins=[marshmallow],
         security=[{"bearerAuth": []}],
     )
+    marshmallow.converter.add_attribute_function(_config_limits(app))
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Notification", schema=NotificationSchema)
     spec.components.schema("Error", schema=ErrorSchema)

@@ -12,6 +12,18 @@ MAX_USER_ID_LENGTH = 255
 MAX_LIST_LIMIT = 200
 DEFAULT_LIST_LIMIT = 50
 
+# Field metadata naming JSON Schema keywords whose values are settings of the running app,
+# e.g. {"maxLength": "MAX_MESSAGE_LENGTH"}: the OpenAPI document states the limits it enforces.
+CONFIG_LIMITS = "config_limits"
+
+# The characters `str.isspace()` counts as whitespace (what `_not_blank` strips), spelled
+# out: JSON Schema's `\s` is ECMA-262's, which differs from Python's.
+WHITESPACE_CLASS = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# A text the schemas accept: some character other than whitespace, and no NUL anywhere.
+TEXT_PATTERN = rf"^[^\u0000]*[^\u0000{WHITESPACE_CLASS}][^\u0000]*$"
+# A cursor as `encode_cursor` writes it: unpadded base64url (empty: the first page).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+
 
 @lru_cache(maxsize=1024)
 def utc_iso(value: datetime | None) -> str | None:
@@ -72,8 +84,14 @@ def _not_blank(value: str) -> None:
         raise ValidationError("Must not be empty or only whitespace.")
 
 
+def _no_nul(value: str) -> None:
+    # PostgreSQL cannot store NUL in text: refused here rather than a 500 at the INSERT.
+    if "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+
+
 class UserIdList(fields.List):
-    """A list of user ids, each 1-255 characters and not only whitespace.
+    """A list of user ids, each 1-255 characters, not only whitespace, without NUL.
 
     A list whose ids are all acceptable passes in one loop; marshmallow's per-item
     field machinery (about 4 us an id, 40 ms for 10,000) only runs to word the
@@ -81,12 +99,16 @@ class UserIdList(fields.List):
     """
 
     def __init__(self, **kwargs) -> None:
-        item = fields.String(validate=[validate.Length(min=1, max=MAX_USER_ID_LENGTH), _not_blank])
+        item = fields.String(
+            validate=[validate.Length(min=1, max=MAX_USER_ID_LENGTH), _not_blank, _no_nul],
+            metadata={"pattern": TEXT_PATTERN},
+        )
         super().__init__(item, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if type(value) is list and all(
-            type(u) is str and 0 < len(u) <= MAX_USER_ID_LENGTH and not u.isspace() for u in value
+            type(u) is str and 0 < len(u) <= MAX_USER_ID_LENGTH and not u.isspace() and "\x00" not in u
+            for u in value
         ):
             return value
         return super()._deserialize(value, attr, data, **kwargs)
@@ -95,8 +117,25 @@ class UserIdList(fields.List):
 class CreateNotificationsSchema(Schema):
     """Body of `POST /v1/admin/notifications`: who gets it and what it says."""
 
-    user_ids = UserIdList(data_key="userIds", required=True)
-    message = fields.String(required=True, validate=_not_blank)
+    user_ids = UserIdList(
+        data_key="userIds",
+        required=True,
+        metadata={
+            "description": "who gets it; repeats count once (at most maxItems distinct ids)",
+            "minItems": 1,
+            CONFIG_LIMITS: {"maxItems": "MAX_RECIPIENTS"},
+        },
+    )
+    message = fields.String(
+        required=True,
+        validate=[_not_blank, _no_nul],
+        metadata={
+            "description": "the text, not only whitespace",
+            "minLength": 1,
+            "pattern": TEXT_PATTERN,
+            CONFIG_LIMITS: {"maxLength": "MAX_MESSAGE_LENGTH"},
+        },
+    )
 
     @validates("user_ids")
     def _check_user_ids(self, value: list[str], **_kwargs) -> None:
@@ -124,10 +163,15 @@ class ListQuerySchema(Schema):
         validate=validate.Range(min=1, max=MAX_LIST_LIMIT),
         metadata={"description": f"page size, 1-{MAX_LIST_LIMIT}"},
     )
-    status = fields.Enum(NotificationStatus, by_value=True, load_default=None)
+    # No load_default on these two: absent stays absent, and the document shows no `null`.
+    status = fields.Enum(
+        NotificationStatus,
+        by_value=True,
+        metadata={"type": "string", "description": "only notifications of this status (any case)"},
+    )
     cursor = fields.String(
-        load_default=None,
-        metadata={"description": 'opaque position from the `Link: rel="next"` header'},
+        validate=validate.Regexp(CURSOR_PATTERN),
+        metadata={"description": 'opaque position from the `Link: rel="next"` header (base64url)'},
     )
 
     @pre_load

@@ -38,7 +38,7 @@ def list_notifications():
     headers = {}
     if next_cursor:
         params = {"limit": args["limit"], "cursor": next_cursor}
-        if args["status"] is not None:
+        if "status" in args:
             params["status"] = args["status"].value
         next_url = url_for("notifications.list_notifications", _external=True, **params)
         headers["Link"] = f'<{next_url}>; rel="next"'

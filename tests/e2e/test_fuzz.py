@@ -42,9 +42,9 @@ def fuzzed_server():
 def api_schema(fuzzed_server):
     """The server's OpenAPI document as schemathesis sees it: fixed seed, admin token, all checks.
 
-    Every check is on but `positive_data_acceptance`: an opaque cursor of the documented
-    form may name no position, an id of the documented form no notification, and those
-    are 400 and 404 by design.
+    Every check is on but `positive_data_acceptance`: a cursor of the documented form
+    (base64url) that names no position is refused with 400 by design, and the form is all
+    a document can say of an opaque cursor.
     """
     config = SchemathesisConfig.from_dict(
         {

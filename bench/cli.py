@@ -19,10 +19,10 @@ import psutil
 
 from bench.pool import LoadError, LoadPool
 from bench.report import machine_info, plot_latency, say, table, write_json
-from bench.scenarios import (
+from bench.scenarios import SCENARIOS
+from bench.scenarios.common import (
     FULL,
     QUICK,
-    SCENARIOS,
     Context,
     Deadline,
     ScenarioFailed,

@@ -11,8 +11,8 @@ from marshmallow import ValidationError
 
 from app.auth import create_token
 from app.models import NotificationStatus
-from app.schemas import CreateNotificationsSchema
-from app.services import notifications as service
+from app.schemas import CreateNotificationsSchema, notification_to_wire
+from app.services import delivery
 from app.services.presence import get_presence
 
 
@@ -76,8 +76,8 @@ def send_notification(users: tuple[str, ...], message: str) -> None:
         if statuses is None:
             click.echo(f"no server answers at {_server_url()}: storing for delivery on connect", err=True)
     if statuses is None:
-        created = service.create_notifications(data["user_ids"], data["message"])
-        statuses = [service.to_wire(n) for n in created]
+        created = delivery.create_notifications(data["user_ids"], data["message"])
+        statuses = [notification_to_wire(n) for n in created]
     delivered = sum(1 for n in statuses if n["status"] == NotificationStatus.DELIVERED.value)
     click.echo(f"created {len(statuses)}, delivered live {delivered}, pending {len(statuses) - delivered}")
 

@@ -24,6 +24,13 @@ class DomainError(Exception):
         self.message = message
 
 
+class TooManySocketsError(DomainError):
+    """The user already has as many connections as one user may."""
+
+    status = 429
+    code = "too_many_connections"
+
+
 class NotFoundError(DomainError):
     """The thing does not exist, or belongs to someone else."""
 

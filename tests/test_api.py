@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Notification
+from app.services import delivery, inbox
 from tests.conftest import received
 
 SECRET_FIELDS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "readAt"}
@@ -68,9 +69,9 @@ def test_paging_through_rows_created_on_a_whole_second(client, admin_post, auth_
     """Rows sharing a timestamp with no fraction of a second page like any others."""
     from datetime import UTC, datetime
 
-    from app.services import notifications as service
 
-    monkeypatch.setattr(service, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
+
+    monkeypatch.setattr(delivery, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
     ids = {admin_post(["alice"], f"m{i}").get_json()["notifications"][0]["id"] for i in range(3)}
     seen, url = [], "/v1/notifications?limit=1"
     while url:
@@ -298,12 +299,12 @@ def test_unknown_route_and_wrong_method_are_json(client):
 
 
 def test_unexpected_error_is_a_json_500_without_internals(client, app, auth_header, monkeypatch):
-    from app.services import notifications as service
+
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(service, "list_notifications", broken)
+    monkeypatch.setattr(inbox, "list_notifications", broken)
     response = client.get("/v1/notifications", headers=auth_header("alice"))
     body = assert_error(response, 500, "internal_error")
     assert "secret internal detail" not in body["message"]

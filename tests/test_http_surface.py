@@ -16,6 +16,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from app.models import NotificationStatus
 from app.schemas import MAX_LIST_LIMIT, MAX_USER_ID_LENGTH, CreateNotificationsSchema
+from app.services import inbox
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -141,10 +142,10 @@ def test_every_response_has_the_security_headers(client, auth_header, method, pa
 
 
 def test_security_headers_on_401_and_500(client, auth_header, monkeypatch):
-    from app.services import notifications as service
+
 
     unauthorized = client.get("/v1/notifications")
-    monkeypatch.setattr(service, "list_notifications", lambda *args, **kwargs: 1 / 0)
+    monkeypatch.setattr(inbox, "list_notifications", lambda *args, **kwargs: 1 / 0)
     broken = client.get("/v1/notifications", headers=auth_header("alice"))
     assert (unauthorized.status_code, broken.status_code) == (401, 500)
     for response in (unauthorized, broken):

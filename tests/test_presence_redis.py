@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app import create_app
 from app.extensions import db
 from app.models import Notification, NotificationStatus
-from app.services import notifications as service
+from app.services import delivery
 from app.services.presence.redis import RedisPresence
 from config import TestingConfig
 from tests.conftest import received
@@ -141,15 +141,15 @@ def test_notifications_marked_delivered_to_a_crashed_process_go_back_to_pending(
     crashed.add("alice", "sid-on-crashed")
     crashed.add("carol", "sid-on-crashed-2")
     with shared_app.app_context():
-        before = service.create_notifications(["alice", "bob"], "before the crash")
+        before = delivery.create_notifications(["alice", "bob"], "before the crash")
     assert {n.user_id: n.status for n in before}["alice"] is NotificationStatus.DELIVERED
     time.sleep(1.3)  # the process died right after: its key expires
     # carol reconnects to this process before the crash is noticed
     carol = socketio.test_client(shared_app, auth={"token": _token(shared_app, "carol")})
     with shared_app.app_context():
-        for_carol = service.create_notifications(["carol"], "for carol")[0]
+        for_carol = delivery.create_notifications(["carol"], "for carol")[0]
         received(carol)
-        service.presence_tick()
+        delivery.presence_tick()
     # carol's row was delivered after the dead process's last beat: it is sent again
     # (at least once: clients merge by id)
     resent = [n["id"] for batch in received(carol)["pending_notifications"] for n in batch]
@@ -177,8 +177,8 @@ def test_pending_stored_while_a_process_was_cut_off_is_sent_when_it_is_back(shar
     alice = socketio.test_client(shared_app, auth={"token": _token(shared_app, "alice")})
     received(alice)
     with shared_app.app_context():
-        service.presence_tick()  # Redis "down": nothing registered
-        note = service.create_notifications(["alice"], "during the outage")[0]
+        delivery.presence_tick()  # Redis "down": nothing registered
+        note = delivery.create_notifications(["alice"], "during the outage")[0]
     # alice's socket is in this process: it is reached even without Redis
     assert note.status is NotificationStatus.DELIVERED
     assert [n["id"] for n in received(alice)["new_notification"]] == [note.id]
@@ -190,7 +190,7 @@ def test_pending_stored_while_a_process_was_cut_off_is_sent_when_it_is_back(shar
         other_id = other.id
     presence.redis = good
     with shared_app.app_context():
-        service.presence_tick()
+        delivery.presence_tick()
     assert [[n["id"] for n in batch] for batch in received(alice)["pending_notifications"]] == [[other_id]]
     assert statuses(shared_app)["alice"] is NotificationStatus.DELIVERED
     alice.disconnect()

@@ -8,7 +8,7 @@ notification reaches the socket exactly once and is stored DELIVERED.
 
 import pytest
 
-from app.services import notifications as service
+from app.services import delivery
 from tests.conftest import received
 from tests.test_events import stored_statuses
 
@@ -73,7 +73,7 @@ def test_create_committed_between_connect_presence_and_claim_is_sent_once(app, s
         real_add(user_id, sid)
         stale = iter([set()])  # the create's first read happened before this add
         monkeypatch.setattr(presence, "online", lambda ids: next(stale, None) or real_online(ids))
-        created.extend(service.create_notifications([user_id], "mid-connect"))
+        created.extend(delivery.create_notifications([user_id], "mid-connect"))
         monkeypatch.setattr(presence, "online", real_online)
 
     monkeypatch.setattr(presence, "add", add)
@@ -87,7 +87,7 @@ def test_without_the_presence_re_read_the_notification_would_wait(
     app, socket_client, admin_post, monkeypatch
 ):
     """Guard for the test above: with the re-read disabled the same interleaving loses it."""
-    monkeypatch.setattr(service, "_deliver_to_late_arrivals", lambda created, presence: 0)
+    monkeypatch.setattr(delivery, "_deliver_to_late_arrivals", lambda created, presence: 0)
     presence = app.extensions["presence"]
     sockets = []
     connect_during_presence_read(monkeypatch, presence, lambda: sockets.append(socket_client("alice")), 1)

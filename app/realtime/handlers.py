@@ -8,10 +8,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import NotFound
 
 from app.auth import AuthError, socket_identity
+from app.errors import TooManySocketsError
 from app.extensions import socketio
 from app.protocol import NAMESPACE, REFRESH_TOKEN
 from app.realtime.deadlines import RefreshRefused
-from app.services import notifications
+from app.services import delivery
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ def on_connect(auth=None):
         log.warning("socket connection of user %s refused: over the connect rate limit", identity.user_id)
         raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
     try:
-        notifications.connect_socket(identity.user_id, request.sid)
-    except notifications.TooManySockets as exc:
+        delivery.connect_socket(identity.user_id, request.sid)
+    except TooManySocketsError as exc:
         log.warning("socket connection of user %s refused: %s", identity.user_id, exc)
         raise ConnectionRefusedError(str(exc)) from None
     except SQLAlchemyError:
@@ -53,7 +54,7 @@ def on_connect(auth=None):
 def on_disconnect(reason=None):
     """A client's socket closed: it no longer counts towards its user's presence."""
     current_app.extensions["token_expiry"].forget(request.sid)
-    notifications.disconnect_socket(request.sid)
+    delivery.disconnect_socket(request.sid)
     # The Engine.IO session may stay open (a client that left the namespace only):
     # it gets the connect deadline again.
     eio_sid = socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE)

@@ -11,7 +11,7 @@ from flask import Flask
 
 from app.extensions import socketio
 from app.realtime.queue import ListeningRedisManager
-from app.services.notifications import presence_tick
+from app.services.delivery import presence_tick
 from app.services.presence import get_presence
 
 log = logging.getLogger(__name__)

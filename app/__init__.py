@@ -9,19 +9,19 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import jsonfast
+from app.api.notifications import bp as notifications_bp
+from app.api.site import bp as site_bp
 from app.auth import register_token_checks
 from app.cli import register_commands
 from app.errors import register_error_handlers, register_jwt_loaders
 from app.extensions import db, jwt, migrate, socketio
 from app.limits import RateLimits
-from app.notifications import bp as notifications_bp
 from app.realtime import library_fixes
 from app.realtime.acks import DeliveryTracker, TrackingManager
 from app.realtime.deadlines import ConnectDeadline, Deadlines, TokenExpiry
 from app.realtime.handlers import register_events
 from app.realtime.queue import ListeningRedisManager
 from app.services.presence import init_presence
-from app.site import bp as site_bp
 from config import DEV_JWT_SECRET, Config, config_from_env
 
 

@@ -5,9 +5,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
+from app.api.openapi import build_spec
 from app.errors import error_response
 from app.extensions import db
-from app.openapi import build_spec
 
 bp = Blueprint("site", __name__)
 

@@ -11,10 +11,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import jsonfast
 from app.api.notifications import bp as notifications_bp
 from app.api.site import bp as site_bp
-from app.auth import register_token_checks
+from app.auth import init_jwt
 from app.cli import register_commands
-from app.errors import register_error_handlers, register_jwt_loaders
-from app.extensions import db, jwt, migrate, socketio
+from app.errors import register_error_handlers
+from app.extensions import db, migrate, socketio
 from app.limits import RateLimits
 from app.realtime import library_fixes
 from app.realtime.acks import DeliveryTracker, TrackingManager
@@ -79,9 +79,7 @@ def register_extensions(app: Flask) -> None:
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_write_ahead_log)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
-    jwt.init_app(app)
-    register_jwt_loaders(jwt)
-    register_token_checks()
+    init_jwt(app)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
     manager = ListeningRedisManager(queue_url, channel="notifications") if queue_url else TrackingManager()
     manager.tracker = app.extensions["deliveries"] = DeliveryTracker(app.config["DELIVERY_ACK_GRACE"])

@@ -4,11 +4,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 
+from flask import Flask
 from flask_jwt_extended import create_access_token, decode_token, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
-from app.errors import DomainError
+from app.errors import DomainError, bearer_challenge, error_response
 from app.extensions import jwt
 from app.schemas import MAX_USER_ID_LENGTH
 
@@ -54,9 +55,33 @@ def _claims_acceptable(claims: dict) -> bool:
     )
 
 
-def register_token_checks() -> None:
-    """Make REST routes apply the same claim checks as Socket.IO connections."""
+def init_jwt(app: Flask) -> None:
+    """All of Flask-JWT-Extended's set-up: the app, the claim checks, the error answers."""
+    jwt.init_app(app)
+    # REST routes apply the same claim checks as Socket.IO connections.
     jwt.token_verification_loader(lambda _header, claims: _claims_acceptable(claims))
+    _register_error_loaders()
+
+
+def _register_error_loaders() -> None:
+    """Give Flask-JWT-Extended's failures the same envelope (its defaults differ)."""
+
+    def no_token(message: str):
+        return error_response(401, "unauthorized", message)
+
+    def invalid_token(message: str):
+        challenge = {"WWW-Authenticate": bearer_challenge("invalid_token")}
+        return error_response(401, "unauthorized", message, headers=challenge)
+
+    jwt.unauthorized_loader(lambda reason: no_token(f"Missing or malformed token: {reason}"))
+    jwt.invalid_token_loader(lambda reason: invalid_token(f"Invalid token: {reason}"))
+    jwt.expired_token_loader(lambda _header, _data: invalid_token("The token has expired."))
+    jwt.token_verification_failed_loader(
+        lambda _header, _data: invalid_token("The token is not an access token with a valid sub and exp.")
+    )
+    jwt.revoked_token_loader(lambda _header, _data: invalid_token("The token has been revoked."))
+    jwt.needs_fresh_token_loader(lambda _header, _data: invalid_token("A fresh token is required."))
+    jwt.user_lookup_error_loader(lambda _header, _data: invalid_token("Unknown user."))
 
 
 def _identity(claims: dict) -> Identity:

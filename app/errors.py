@@ -101,24 +101,3 @@ def register_error_handlers(app: Flask) -> None:
         log.exception("unhandled error")
         message = repr(exc) if current_app.debug else "An unexpected error occurred."
         return error_response(500, "internal_error", message)
-
-
-def register_jwt_loaders(jwt) -> None:
-    """Give Flask-JWT-Extended's failures the same envelope (its defaults differ)."""
-
-    def no_token(message: str):
-        return error_response(401, "unauthorized", message)
-
-    def invalid_token(message: str):
-        challenge = {"WWW-Authenticate": bearer_challenge("invalid_token")}
-        return error_response(401, "unauthorized", message, headers=challenge)
-
-    jwt.unauthorized_loader(lambda reason: no_token(f"Missing or malformed token: {reason}"))
-    jwt.invalid_token_loader(lambda reason: invalid_token(f"Invalid token: {reason}"))
-    jwt.expired_token_loader(lambda _header, _data: invalid_token("The token has expired."))
-    jwt.token_verification_failed_loader(
-        lambda _header, _data: invalid_token("The token is not an access token with a valid sub and exp.")
-    )
-    jwt.revoked_token_loader(lambda _header, _data: invalid_token("The token has been revoked."))
-    jwt.needs_fresh_token_loader(lambda _header, _data: invalid_token("A fresh token is required."))
-    jwt.user_lookup_error_loader(lambda _header, _data: invalid_token("Unknown user."))

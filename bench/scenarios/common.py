@@ -2,7 +2,7 @@
 
 Each scenario fills a `figures` dict as it goes, so that a scenario stopped by its
 deadline or by an error still reports what it measured. Every wait is bounded by the
-scenario's deadline. Receipts are accounted by notification id (`stats.Delivery`):
+scenario's deadline. Receipts are accounted by notification id (`Arrivals`):
 each id counts once, later copies are duplicates.
 
 Times: the client's receive time minus the time the POST was sent, both from
@@ -11,6 +11,7 @@ Times: the client's receive time minus the time the POST was sent, both from
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.pool import LoadPool
@@ -21,50 +22,33 @@ from bench.tokens import make_token
 POLL_SECONDS = 0.05
 CONNECT_TIMEOUT = 30.0
 SETTLE_SECONDS = 10.0
-MB = 1024 * 1024
 # Missing or lost notifications listed one by one in the figures, at most.
 MAX_DETAILS = 20
 
 
 @dataclass
 class Sizes:
-    """Every size and duration of the scenarios (see `FULL` and `QUICK`)."""
+    """Every size and duration of the scenarios; the defaults are the full run's (`FULL`)."""
 
-    s1_clients: int
-    s1_concurrency: int
-    s2_connections: int
-    s2_concurrency: int
-    s2_hold: float
-    s2_notify: int
-    s3_users: int
-    s3_concurrency: int
-    s4_users: int
-    s5_pending: int
-    s5_concurrency: int
-    s6_users: int
-    s6_rate: float
-    s6_duration: float
-    delivery_wait: float
+    s1_clients: int = 1000
+    s1_concurrency: int = 100
+    s2_connections: int = 10_000
+    s2_concurrency: int = 200
+    s2_hold: float = 30.0
+    s2_notify: int = 100
+    s3_users: int = 1000
+    s3_concurrency: int = 100
+    s4_users: int = 10_000
+    s5_pending: int = 1000
+    s5_concurrency: int = 20
+    s6_users: int = 500
+    s6_rate: float = 100.0
+    s6_duration: float = 20.0
+    delivery_wait: float = 30.0
 
 
-FULL = Sizes(
-    s1_clients=1000,
-    s1_concurrency=100,
-    s2_connections=10_000,
-    s2_concurrency=200,
-    s2_hold=30.0,
-    s2_notify=100,
-    s3_users=1000,
-    s3_concurrency=100,
-    s4_users=10_000,
-    s5_pending=1000,
-    s5_concurrency=20,
-    s6_users=500,
-    s6_rate=100.0,
-    s6_duration=20.0,
-    delivery_wait=30.0,
-)
-
+FULL = Sizes()
+# The smoke run (`--quick`): every scenario at tiny sizes.
 QUICK = Sizes(
     s1_clients=20,
     s1_concurrency=10,
@@ -101,30 +85,8 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
-@dataclass
-class Context:
-    """What a scenario works with."""
-
-    servers: Servers
-    pool: LoadPool
-    sizes: Sizes
-    seed: int
-    deadline: Deadline = field(default_factory=lambda: Deadline(60))
-
-    @property
-    def admin_token(self) -> str:
-        return make_token(self.servers.secret, "bench-admin", admin=True)
-
-    @property
-    def urls(self) -> list[str]:
-        return self.servers.urls
-
-
 class ScenarioFailed(RuntimeError):
     """The scenario could not go on (its figures so far are still reported)."""
-
-
-# -- building blocks ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -158,123 +120,192 @@ class Connected:
         }
 
 
-def connect_users(ctx: Context, users: list[str], concurrency: int) -> Connected:
-    """Connect `users`, user i through client process i % W to server i % P.
+class Arrivals(Delivery):
+    """What reached the clients, accounted against what the POST answers created (see `Delivery`)."""
 
-    At most `concurrency` connections are in progress at once over all processes.
-    """
-    workers = ctx.pool.clients
-    shares: list[list] = [[] for _ in workers]
-    for index, user_id in enumerate(users):
-        shares[index % len(workers)].append([user_id, ctx.urls[index % len(ctx.urls)]])
-    base, extra = divmod(concurrency, len(workers))
-    budget = ctx.deadline.left(max(60.0, len(users) / 20.0))
-    calls = [
-        (
-            worker,
+    def figures(self) -> dict:
+        """Received, missing (the first few listed with their user), duplicates."""
+        return {
+            "received": self.received,
+            "missing": self.missing,
+            "missing_details": [
+                {"id": nid, "user": self.expected[nid]} for nid in self.missing_ids()[:MAX_DETAILS]
+            ],
+            "duplicates": self.duplicates,
+        }
+
+    def latencies(self, sent: dict[str, float]) -> list[float]:
+        """Seconds from each POST's send time to the first receipt of its notification."""
+        return [at - sent[nid] for nid, at in self.first_seen.items() if nid in sent]
+
+
+@dataclass
+class Context:
+    """What a scenario works with: the servers, the load processes, the sizes, the deadline."""
+
+    servers: Servers
+    pool: LoadPool
+    sizes: Sizes
+    seed: int
+    deadline: Deadline = field(default_factory=lambda: Deadline(60))
+
+    @property
+    def admin_token(self) -> str:
+        return make_token(self.servers.secret, "bench-admin", admin=True)
+
+    @property
+    def urls(self) -> list[str]:
+        return self.servers.urls
+
+    def connect_users(self, users: list[str], concurrency: int) -> Connected:
+        """Connect `users`, user i through client process i % W to server i % P.
+
+        At most `concurrency` connections are in progress at once over all processes.
+        """
+        workers = self.pool.clients
+        shares: list[list] = [[] for _ in workers]
+        for index, user_id in enumerate(users):
+            shares[index % len(workers)].append([user_id, self.urls[index % len(self.urls)]])
+        base, extra = divmod(concurrency, len(workers))
+        budget = self.deadline.left(max(60.0, len(users) / 20.0))
+        calls = [
+            (
+                worker,
+                "connect",
+                {
+                    "users": share,
+                    "secret": self.servers.secret,
+                    "concurrency": max(1, base + (1 if k < extra else 0)),
+                    "timeout": CONNECT_TIMEOUT,
+                    "deadline": budget,
+                },
+            )
+            for k, (worker, share) in enumerate(zip(workers, shares, strict=True))
+            if share
+        ]
+        results = self.pool.call_each(calls, budget + 30)
+        failed: dict[str, str] = {}
+        times: list[float] = []
+        starts, ends = [], []
+        for result in results:
+            failed.update(result["failed"])
+            times.extend(result["times"])
+            if result["start"] is not None:
+                starts.append(result["start"])
+            if result["end"] is not None:
+                ends.append(result["end"])
+        return Connected(users, failed, times, min(starts, default=None), max(ends, default=None))
+
+    def connect_few(self, users: list[list[str]]) -> dict:
+        """Connect a few users at once, `[user id, server url]` each, through the first client process."""
+        return self.pool.call(
+            self.pool.clients[0],
             "connect",
-            {
-                "users": share,
-                "secret": ctx.servers.secret,
-                "concurrency": max(1, base + (1 if k < extra else 0)),
-                "timeout": CONNECT_TIMEOUT,
-                "deadline": budget,
-            },
+            CONNECT_TIMEOUT + 15,
+            users=users,
+            secret=self.servers.secret,
+            concurrency=len(users),
+            timeout=CONNECT_TIMEOUT,
+            deadline=CONNECT_TIMEOUT,
         )
-        for k, (worker, share) in enumerate(zip(workers, shares, strict=True))
-        if share
-    ]
-    results = ctx.pool.call_each(calls, budget + 30)
-    failed: dict[str, str] = {}
-    times: list[float] = []
-    starts, ends = [], []
-    for result in results:
-        failed.update(result["failed"])
-        times.extend(result["times"])
-        if result["start"] is not None:
-            starts.append(result["start"])
-        if result["end"] is not None:
-            ends.append(result["end"])
-    return Connected(users, failed, times, min(starts, default=None), max(ends, default=None))
+
+    def connect_online(self, users: list[str], concurrency: int, fig: dict) -> list[str]:
+        """Connect `users`, their connect figures into `fig`; the ones online (raises if none is)."""
+        result = self.connect_users(users, concurrency)
+        fig.update(result.figures())
+        online = result.ok
+        if not online:
+            raise ScenarioFailed("no user connected")
+        self.check_servers()
+        return online
+
+    def settle(self) -> None:
+        """Let the servers go idle (for `SETTLE_SECONDS` at most) before a measurement."""
+        self.servers.wait_idle(SETTLE_SECONDS)
+
+    def receipt_count(self) -> int:
+        """Notifications received so far by all clients (each copy counted)."""
+        return sum(self.pool.call_all("count", 30, workers=self.pool.clients))
+
+    def wait_for_receipts(self, expected: int, timeout: float) -> bool:
+        """Wait until the clients have at least `expected` receipts; False on timeout."""
+        end = time.monotonic() + self.deadline.left(timeout)
+        while True:
+            if self.receipt_count() >= expected:
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(POLL_SECONDS)
+
+    def collect(self, delivery: Delivery) -> tuple[list[tuple], int]:
+        """Every receipt of every client process, accounted in `delivery`; and the pending batches."""
+        receipts: list[tuple] = []
+        batches = 0
+        for result in self.pool.call_all("receipts", 60, workers=self.pool.clients):
+            receipts.extend(tuple(r) for r in result["receipts"])
+            batches += result["pending_batches"]
+        delivery.add((r[0], r[1], r[2]) for r in receipts)
+        return receipts, batches
+
+    def post(self, url: str, user_ids: list[str], message: str, timeout: float) -> dict:
+        """One admin POST through the poster process."""
+        timeout = self.deadline.left(timeout)
+        return self.pool.call(
+            self.pool.poster,
+            "post",
+            timeout + 15,
+            url=url,
+            token=self.admin_token,
+            user_ids=user_ids,
+            message=message,
+            timeout=timeout,
+        )
+
+    def dropped(self) -> int:
+        """Connections closed by the other side (or the network) so far, over all clients."""
+        return sum(len(s["drops"]) for s in self.pool.call_all("status", 30, workers=self.pool.clients))
+
+    def check_servers(self) -> None:
+        """Raise if a server process has exited."""
+        dead = self.servers.dead()
+        if dead:
+            raise ScenarioFailed("; ".join(dead))
+
+    def sleep_watching(self, seconds: float) -> None:
+        """Sleep `seconds` (bounded by the deadline), checking every second that the servers live."""
+        end = time.monotonic() + min(seconds, max(0.0, self.deadline.end - time.monotonic()))
+        while time.monotonic() < end:
+            self.check_servers()
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
 
 
-def receipt_count(ctx: Context) -> int:
-    """Notifications received so far by all clients (each copy counted)."""
-    return sum(ctx.pool.call_all("count", 30, workers=ctx.pool.clients))
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """One scenario: its title, its function, its time budget and parameters, its one-line summary."""
+
+    title: str
+    run: Callable[[Context, dict], None]
+    budget: Callable[[Sizes], float]
+    params: Callable[[Sizes], dict]
+    headline: Callable[[dict], str]
 
 
-def wait_for_receipts(ctx: Context, expected: int, timeout: float) -> bool:
-    """Wait until the clients have at least `expected` receipts; False on timeout."""
-    end = time.monotonic() + ctx.deadline.left(timeout)
-    while True:
-        if receipt_count(ctx) >= expected:
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(POLL_SECONDS)
-
-
-def collect(ctx: Context) -> tuple[list[tuple], int]:
-    """Every receipt of every client process, and the number of pending batches."""
-    receipts: list[tuple] = []
-    batches = 0
-    for result in ctx.pool.call_all("receipts", 60, workers=ctx.pool.clients):
-        receipts.extend(tuple(r) for r in result["receipts"])
-        batches += result["pending_batches"]
-    return receipts, batches
-
-
-def post(ctx: Context, url: str, user_ids: list[str], message: str, timeout: float) -> dict:
-    """One admin POST through the poster process."""
-    timeout = ctx.deadline.left(timeout)
-    return ctx.pool.call(
-        ctx.pool.poster,
-        "post",
-        timeout + 15,
-        url=url,
-        token=ctx.admin_token,
-        user_ids=user_ids,
-        message=message,
-        timeout=timeout,
-    )
-
-
-def dropped(ctx: Context) -> int:
-    """Connections closed by the other side (or the network) so far, over all clients."""
-    return sum(len(s["drops"]) for s in ctx.pool.call_all("status", 30, workers=ctx.pool.clients))
-
-
-def check_servers(ctx: Context) -> None:
-    """Raise if a server process has exited."""
-    dead = ctx.servers.dead()
-    if dead:
-        raise ScenarioFailed("; ".join(dead))
-
-
-def sleep_watching(ctx: Context, seconds: float) -> None:
-    """Sleep `seconds` (bounded by the deadline), checking every second that the servers live."""
-    end = time.monotonic() + min(seconds, max(0.0, ctx.deadline.end - time.monotonic()))
-    while time.monotonic() < end:
-        check_servers(ctx)
-        time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-
-
-def missing_details(delivery: Delivery) -> list[dict]:
-    """The first few notifications that never arrived: id and user."""
-    return [{"id": nid, "user": delivery.expected[nid]} for nid in delivery.missing_ids()[:MAX_DETAILS]]
+# -- figures ------------------------------------------------------------------------------------
 
 
 def ms(seconds: float | None) -> float | None:
     return round(seconds * 1000.0, 2) if seconds is not None else None
 
 
-def receive_latencies(delivery: Delivery, sent: dict[str, float]) -> list[float]:
-    """Seconds from each POST's send time to the first receipt of its notification."""
-    return [at - sent[nid] for nid, at in delivery.first_seen.items() if nid in sent]
+def answered(answers: list[dict | None]) -> tuple[list[dict], Counter]:
+    """The POST answers without an error, and the errors by reason (`deadline`: never answered)."""
+    done = [a for a in answers if a is not None and not a.get("error")]
+    errors = Counter("deadline" if a is None else a["error"] for a in answers if a is None or a.get("error"))
+    return done, errors
 
 
 def connect_budget(n: int) -> float:
-    """Seconds a scenario allows for connecting `n` users (as `connect_users` bounds them)."""
+    """Seconds a scenario allows for connecting `n` users (as `Context.connect_users` bounds them)."""
     return max(60.0, n / 20.0) + 30.0
 
 
@@ -293,23 +324,14 @@ def wait_cluster_ready(ctx: Context, timeout: float = 30.0) -> float | None:
     ctx.deadline = Deadline(timeout + CONNECT_TIMEOUT + 30)
     probes = [f"probe-{i}" for i in range(len(ctx.urls))]
     try:
-        result = ctx.pool.call(
-            ctx.pool.clients[0],
-            "connect",
-            CONNECT_TIMEOUT + 15,
-            users=[[user_id, url] for user_id, url in zip(probes, ctx.urls, strict=True)],
-            secret=ctx.servers.secret,
-            concurrency=len(probes),
-            timeout=CONNECT_TIMEOUT,
-            deadline=CONNECT_TIMEOUT,
-        )
+        result = ctx.connect_few([[user_id, url] for user_id, url in zip(probes, ctx.urls, strict=True)])
         if result["failed"]:
             raise ScenarioFailed(f"probe connections failed: {result['failed']}")
         while time.monotonic() - started < timeout:
             ready = True
             for index, user_id in enumerate(probes):
                 url = ctx.urls[(index + 1) % len(ctx.urls)]
-                answer = post(ctx, url, [user_id], "bench readiness probe", 10)
+                answer = ctx.post(url, [user_id], "bench readiness probe", 10)
                 if answer.get("error") or answer["statuses"].get("DELIVERED") != 1:
                     ready = False
             if ready:

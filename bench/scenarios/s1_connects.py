@@ -1,13 +1,13 @@
 """S1 connect storm: many clients connect, a fixed number at a time; rate, connect times, failures."""
 
-from bench.scenarios.common import Context, Sizes, connect_budget, connect_users, fmt, pcts
+from .common import Context, Scenario, Sizes, connect_budget, fmt, pcts
 
 
 def run(ctx: Context, fig: dict) -> None:
     """Connect many clients, a fixed number at a time: rate, connect times, failures."""
     n, c = ctx.sizes.s1_clients, ctx.sizes.s1_concurrency
     fig.update(clients=n, concurrency=c)
-    result = connect_users(ctx, [f"s1-{i}" for i in range(n)], c)
+    result = ctx.connect_users([f"s1-{i}" for i in range(n)], c)
     fig.update(result.figures())
 
 
@@ -24,3 +24,6 @@ def budget(sizes: Sizes) -> float:
 
 def params(sizes: Sizes) -> dict:
     return {"clients": sizes.s1_clients, "concurrency": sizes.s1_concurrency}
+
+
+SCENARIO = Scenario(title="connect storm", run=run, budget=budget, params=params, headline=headline)

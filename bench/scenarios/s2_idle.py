@@ -4,25 +4,11 @@ import random
 import time
 from collections import Counter
 
-from bench.scenarios.common import (
-    MB,
-    Context,
-    ScenarioFailed,
-    Sizes,
-    check_servers,
-    collect,
-    connect_budget,
-    connect_users,
-    dropped,
-    fmt,
-    missing_details,
-    ms,
-    post,
-    receive_latencies,
-    sleep_watching,
-    wait_for_receipts,
-)
-from bench.stats import Delivery, summary_ms
+from bench.stats import summary_ms
+
+from .common import Arrivals, Context, Scenario, ScenarioFailed, Sizes, connect_budget, fmt, ms
+
+MB = 1024 * 1024
 
 
 def run(ctx: Context, fig: dict) -> None:
@@ -32,7 +18,7 @@ def run(ctx: Context, fig: dict) -> None:
     fig.update(connections=n, concurrency=sizes.s2_concurrency, hold_s=sizes.s2_hold)
     before = ctx.servers.sample()
     fig["server_rss_before_mb"] = round(before["rss"] / MB, 1)
-    result = connect_users(ctx, [f"s2-{i}" for i in range(n)], sizes.s2_concurrency)
+    result = ctx.connect_users([f"s2-{i}" for i in range(n)], sizes.s2_concurrency)
     fig.update(result.figures())
     connected = ctx.servers.sample()
     fig["server_rss_connected_mb"] = round(connected["rss"] / MB, 1)
@@ -40,10 +26,10 @@ def run(ctx: Context, fig: dict) -> None:
     ok = len(result.ok)
     if ok:
         fig["bytes_per_connection"] = round((connected["rss"] - before["rss"]) / ok)
-    check_servers(ctx)
+    ctx.check_servers()
 
-    dropped_before = dropped(ctx)
-    sleep_watching(ctx, sizes.s2_hold)
+    dropped_before = ctx.dropped()
+    ctx.sleep_watching(sizes.s2_hold)
     statuses = ctx.pool.call_all("status", 30, workers=ctx.pool.clients)
     drops = [d for s in statuses for d in s["drops"]]
     after = ctx.servers.sample()
@@ -61,24 +47,16 @@ def run(ctx: Context, fig: dict) -> None:
     fig["notified"] = len(targets)
     if not targets:
         raise ScenarioFailed("no connection left to notify")
-    answer = post(ctx, ctx.urls[0], targets, "bench s2", 60)
+    answer = ctx.post(ctx.urls[0], targets, "bench s2", 60)
     fig["notify_post_ms"] = ms(answer["done"] - answer["sent"])
     if answer.get("error"):
         raise ScenarioFailed(f"notify POST failed: {answer['error']}")
     fig["notify_delivered_in_response"] = answer["statuses"].get("DELIVERED", 0)
-    delivery = Delivery(answer["ids"])
-    fig["notify_timed_out"] = not wait_for_receipts(ctx, len(delivery.expected), sizes.delivery_wait)
-    receipts, _ = collect(ctx)
-    delivery.add((r[0], r[1], r[2]) for r in receipts)
-    fig.update(
-        received=delivery.received,
-        missing=delivery.missing,
-        missing_details=missing_details(delivery),
-        duplicates=delivery.duplicates,
-        notify_latency_ms=summary_ms(
-            receive_latencies(delivery, dict.fromkeys(delivery.expected, answer["sent"]))
-        ),
-    )
+    delivery = Arrivals(answer["ids"])
+    fig["notify_timed_out"] = not ctx.wait_for_receipts(len(delivery.expected), sizes.delivery_wait)
+    ctx.collect(delivery)
+    latencies = delivery.latencies(dict.fromkeys(delivery.expected, answer["sent"]))
+    fig.update(delivery.figures(), notify_latency_ms=summary_ms(latencies))
 
     # Every client leaves at once: how long the server stays busy with that.
     started = time.monotonic()
@@ -116,3 +94,6 @@ def params(sizes: Sizes) -> dict:
         "hold_s": sizes.s2_hold,
         "notify": sizes.s2_notify,
     }
+
+
+SCENARIO = Scenario(title="idle capacity", run=run, budget=budget, params=params, headline=headline)

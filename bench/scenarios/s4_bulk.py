@@ -1,13 +1,13 @@
 """S4 offline bulk create: one POST to many users who are not connected; how fast the rows are stored."""
 
-from bench.scenarios.common import Context, ScenarioFailed, Sizes, fmt, post
+from .common import Context, Scenario, ScenarioFailed, Sizes, fmt
 
 
 def run(ctx: Context, fig: dict) -> None:
     """One POST to many offline users: how fast the rows are stored."""
     n = ctx.sizes.s4_users
     fig["users"] = n
-    answer = post(ctx, ctx.urls[0], [f"s4-{i}" for i in range(n)], "bench s4 bulk", max(60.0, n / 100))
+    answer = ctx.post(ctx.urls[0], [f"s4-{i}" for i in range(n)], "bench s4 bulk", max(60.0, n / 100))
     seconds = answer["done"] - answer["sent"]
     fig.update(post_s=round(seconds, 3), http_status=answer["status"])
     if answer.get("error"):
@@ -29,3 +29,6 @@ def budget(sizes: Sizes) -> float:
 
 def params(sizes: Sizes) -> dict:
     return {"users": sizes.s4_users}
+
+
+SCENARIO = Scenario(title="offline bulk create", run=run, budget=budget, params=params, headline=headline)

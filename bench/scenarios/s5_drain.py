@@ -2,20 +2,9 @@
 
 from collections import Counter
 
-from bench.scenarios.common import (
-    CONNECT_TIMEOUT,
-    SETTLE_SECONDS,
-    Context,
-    ScenarioFailed,
-    Sizes,
-    check_servers,
-    collect,
-    fmt,
-    missing_details,
-    ms,
-    wait_for_receipts,
-)
-from bench.stats import Delivery, summary_ms
+from bench.stats import summary_ms
+
+from .common import Arrivals, Context, Scenario, ScenarioFailed, Sizes, answered, fmt, ms
 
 
 def run(ctx: Context, fig: dict) -> None:
@@ -35,8 +24,7 @@ def run(ctx: Context, fig: dict) -> None:
         timeout=30.0,
         deadline=fill_budget,
     )
-    done = [a for a in answers if a is not None and not a.get("error")]
-    errors = Counter("deadline" if a is None else a["error"] for a in answers if a is None or a.get("error"))
+    done, errors = answered(answers)
     expected: dict[str, str] = {}
     statuses: Counter = Counter()
     for answer in done:
@@ -53,33 +41,20 @@ def run(ctx: Context, fig: dict) -> None:
     )
     if not expected:
         raise ScenarioFailed("no notification was created")
-    check_servers(ctx)
-    ctx.servers.wait_idle(SETTLE_SECONDS)
+    ctx.check_servers()
+    ctx.settle()
 
-    result = ctx.pool.call(
-        ctx.pool.clients[0],
-        "connect",
-        CONNECT_TIMEOUT + 15,
-        users=[[user_id, ctx.urls[0]]],
-        secret=ctx.servers.secret,
-        concurrency=1,
-        timeout=CONNECT_TIMEOUT,
-        deadline=CONNECT_TIMEOUT,
-    )
+    result = ctx.connect_few([[user_id, ctx.urls[0]]])
     if result["failed"]:
         raise ScenarioFailed(f"connect failed: {result['failed'][user_id]}")
     started = result["start"]
     fig["connect_ms"] = ms(result["times"][0])
-    delivery = Delivery(expected)
-    fig["timed_out"] = not wait_for_receipts(ctx, len(expected), max(60.0, sizes.delivery_wait))
-    receipts, batches = collect(ctx)
-    delivery.add((r[0], r[1], r[2]) for r in receipts)
+    delivery = Arrivals(expected)
+    fig["timed_out"] = not ctx.wait_for_receipts(len(expected), max(60.0, sizes.delivery_wait))
+    receipts, batches = ctx.collect(delivery)
     last = max(delivery.first_seen.values(), default=None)
     fig.update(
-        received=delivery.received,
-        missing=delivery.missing,
-        missing_details=missing_details(delivery),
-        duplicates=delivery.duplicates,
+        delivery.figures(),
         unexpected=delivery.unexpected + delivery.wrong_user,
         drain_s=round(last - started, 3) if last is not None else None,
         pending_batches=batches,
@@ -101,3 +76,6 @@ def budget(sizes: Sizes) -> float:
 
 def params(sizes: Sizes) -> dict:
     return {"pending": sizes.s5_pending, "fill_concurrency": sizes.s5_concurrency}
+
+
+SCENARIO = Scenario(title="pending drain", run=run, budget=budget, params=params, headline=headline)

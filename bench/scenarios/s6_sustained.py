@@ -1,38 +1,18 @@
 """S6 sustained: users online, an open-loop stream of POSTs to random users; delivery, loss, CPU."""
 
-from collections import Counter
 from datetime import UTC, datetime
 
-from bench.scenarios.common import (
-    MAX_DETAILS,
-    SETTLE_SECONDS,
-    Context,
-    ScenarioFailed,
-    Sizes,
-    check_servers,
-    collect,
-    connect_budget,
-    connect_users,
-    dropped,
-    fmt,
-    pcts,
-    receive_latencies,
-    wait_for_receipts,
-)
-from bench.stats import Delivery, summary_ms
+from bench.stats import summary_ms
+
+from .common import MAX_DETAILS, Arrivals, Context, Scenario, Sizes, answered, connect_budget, fmt, pcts
 
 
 def run(ctx: Context, fig: dict) -> None:
     """Users online, an open-loop stream of POSTs to random users: delivery, loss, CPU."""
     sizes = ctx.sizes
     fig.update(users=sizes.s6_users, target_rate=sizes.s6_rate, duration_s=sizes.s6_duration)
-    result = connect_users(ctx, [f"s6-{i}" for i in range(sizes.s6_users)], min(100, sizes.s6_users))
-    fig.update(result.figures())
-    online = result.ok
-    if not online:
-        raise ScenarioFailed("no user connected")
-    check_servers(ctx)
-    ctx.servers.wait_idle(SETTLE_SECONDS)
+    online = ctx.connect_online([f"s6-{i}" for i in range(sizes.s6_users)], min(100, sizes.s6_users), fig)
+    ctx.settle()
 
     post_timeout = 10.0
     server_before = ctx.servers.sample()["cpu_s"]
@@ -50,8 +30,7 @@ def run(ctx: Context, fig: dict) -> None:
         timeout=post_timeout,
     )
     posts = outcome["posts"]
-    done = [p for p in posts if p is not None and not p.get("error")]
-    errors = Counter(("deadline" if p is None else p["error"]) for p in posts if p is None or p.get("error"))
+    done, errors = answered(posts)
     expected: dict[str, str] = {}
     sent: dict[str, float] = {}
     answer_of: dict[str, dict] = {}
@@ -59,13 +38,12 @@ def run(ctx: Context, fig: dict) -> None:
         expected.update(answer["ids"])
         sent.update(dict.fromkeys(answer["ids"], answer["sent"]))
         answer_of.update(dict.fromkeys(answer["ids"], answer))
-    delivery = Delivery(expected)
-    fig["timed_out"] = not wait_for_receipts(ctx, len(expected), min(15.0, sizes.delivery_wait))
+    delivery = Arrivals(expected)
+    fig["timed_out"] = not ctx.wait_for_receipts(len(expected), min(15.0, sizes.delivery_wait))
     server_cpu = ctx.servers.sample()["cpu_s"] - server_before
     load_cpu = sum(ctx.pool.cpu_seconds().values()) - load_before
-    receipts, _ = collect(ctx)
-    delivery.add((r[0], r[1], r[2]) for r in receipts)
-    latencies = receive_latencies(delivery, sent)
+    ctx.collect(delivery)
+    latencies = delivery.latencies(sent)
     # Open loop over `duration` seconds: the rate is what was answered over that time, or
     # over the longer time until the last answer came when the server fell behind.
     window = max(sizes.s6_duration, max(p["done"] for p in done) - outcome["start"]) if done else 0.0
@@ -81,7 +59,7 @@ def run(ctx: Context, fig: dict) -> None:
         lost=delivery.missing,
         duplicates=delivery.duplicates,
         unexpected=delivery.unexpected + delivery.wrong_user,
-        dropped=dropped(ctx),
+        dropped=ctx.dropped(),
         delivery_ms=summary_ms(latencies),
         lost_details=[
             {
@@ -120,3 +98,6 @@ def budget(sizes: Sizes) -> float:
 
 def params(sizes: Sizes) -> dict:
     return {"users": sizes.s6_users, "rate": sizes.s6_rate, "duration_s": sizes.s6_duration}
+
+
+SCENARIO = Scenario(title="sustained", run=run, budget=budget, params=params, headline=headline)

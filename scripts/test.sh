@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, then pytest on SQLite, then again on PostgreSQL together
 # with the multi-process tests (several servers sharing PostgreSQL and Redis, nginx).
-# PostgreSQL comes from TEST_POSTGRES_URL (default: the local server); when it does not
-# answer, that second run is skipped with a reason, unless REQUIRE_SERVICES=1.
+# PostgreSQL comes from TEST_POSTGRES_URL (default: DEFAULT_POSTGRES_URL of
+# tests/support/services.py, the local server); when it does not answer, that second run
+# is skipped with a reason, unless REQUIRE_SERVICES=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-PG_URL=${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+PG_URL=$($PY -c 'from tests.support.services import postgres_server_url; print(postgres_server_url())')
 
 echo "== lint (ruff)"
 $PY -m ruff check .
@@ -16,11 +17,10 @@ env -u DATABASE_URL -u SOCKETIO_MESSAGE_QUEUE $PY -m pytest -m "not cluster" "$@
 
 if $PY - "$PG_URL" <<'PYEOF'
 import sys
-import psycopg2
-try:
-    psycopg2.connect(sys.argv[1], connect_timeout=3).close()
-except psycopg2.OperationalError as exc:
-    print(f"PostgreSQL at {sys.argv[1]} does not answer: {exc}".strip())
+from tests.support.services import postgres_problem
+problem = postgres_problem(sys.argv[1])
+if problem:
+    print(problem)
     sys.exit(1)
 PYEOF
 then

@@ -4,23 +4,16 @@ import os
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+import redis
 
 from app import create_app
-from app.auth import create_token
 from app.extensions import db, socketio
 from config import TestingConfig, database_url
+from tests.support.inprocess import app_token
+from tests.support.services import PostgresDatabase, postgres_problem, redis_problem, redis_test_url
+from tests.support.skips import skip_or_fail
 
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 TEST_DATABASE_URL = os.environ.get("DATABASE_URL", "")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip a test that needs a missing service, or fail it when services are required."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -29,18 +22,12 @@ def postgres_url():
     if not TEST_DATABASE_URL.startswith(("postgres://", "postgresql")):
         yield None
         return
-    base = make_url(database_url(TEST_DATABASE_URL))
-    name = f"notifications_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001  (any connection failure: report it)
-        skip_or_fail(f"PostgreSQL at {base.host}:{base.port} is not reachable: {exc}")
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    problem = postgres_problem(TEST_DATABASE_URL)
+    if problem:
+        skip_or_fail(problem)
+    database = PostgresDatabase(TEST_DATABASE_URL).create()
+    yield database_url(database.url)
+    database.drop()
 
 
 @pytest.fixture
@@ -82,8 +69,7 @@ def token(app):
     """Factory: a signed access token for a user (admin with admin=True)."""
 
     def make(user_id: str, admin: bool = False, expires_in: int | None = None) -> str:
-        with app.app_context():
-            return create_token(user_id, admin=admin, expires_in=expires_in)
+        return app_token(app, user_id, admin=admin, expires_in=expires_in)
 
     return make
 
@@ -133,34 +119,19 @@ def admin_post(client, auth_header):
     return post
 
 
-def received(sc) -> dict[str, list]:
-    """What a Socket.IO test client got since the last call: event name -> payloads."""
-    by_name: dict[str, list] = {}
-    for event in sc.get_received():
-        by_name.setdefault(event["name"], []).append(event["args"][0])
-    return by_name
-
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
 @pytest.fixture
 def redis_url():
     """The test Redis server (database 15 by default), or skip/fail when it does not answer."""
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        skip_or_fail(f"Redis at {REDIS_URL} does not answer: {exc}")
-    return REDIS_URL
+    url = redis_test_url()
+    problem = redis_problem(url)
+    if problem:
+        skip_or_fail(problem)
+    return url
 
 
 @pytest.fixture
 def presence_prefix(redis_url):
     """A key prefix of this test's own, removed afterwards."""
-    import redis
-
     prefix = f"test:{uuid.uuid4().hex[:8]}"
     yield prefix
     client = redis.Redis.from_url(redis_url)

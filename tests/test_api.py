@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Notification
 from app.services import delivery, inbox
-from tests.conftest import received
+from tests.support.inprocess import received
 
 SECRET_FIELDS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "readAt"}
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import skip_or_fail
+from tests.support.skips import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {"S1", "S2", "S3", "S4", "S5", "S6"}

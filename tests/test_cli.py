@@ -1,24 +1,17 @@
 """The `flask` commands, run in-process with no server listening."""
 
-import socket
-
 import jwt as pyjwt
 import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Notification
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
 
 
 @pytest.fixture
 def no_server(app):
-    app.config.update(HOST="127.0.0.1", PORT=closed_port())
+    app.config.update(HOST="127.0.0.1", PORT=free_port())
 
 
 def test_create_token_prints_one_signed_token(runner, app):

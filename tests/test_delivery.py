@@ -3,8 +3,7 @@
 import time
 
 from app.realtime.acks import DeliveryTracker
-from tests.conftest import received
-from tests.test_events import stored_statuses
+from tests.support.inprocess import received, stored_statuses
 
 
 def test_tracker_returns_only_unconfirmed_sends_within_the_grace_period():

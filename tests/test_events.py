@@ -2,22 +2,10 @@
 
 import time
 
-import jwt as pyjwt
 import pytest
-from sqlalchemy import select
 
-from app.extensions import db
-from app.models import Notification
-from tests.conftest import received
-from tests.test_api import forged_tokens
-
-
-def stored_statuses(app, user_id: str) -> dict[str, str]:
-    with app.app_context():
-        rows = db.session.execute(
-            select(Notification.id, Notification.status).where(Notification.user_id == user_id)
-        )
-        return {row.id: row.status.value for row in rows}
+from tests.support.inprocess import received, stored_statuses
+from tests.support.tokens import forged_tokens, mint_token, token_claims
 
 
 @pytest.mark.parametrize("via", ["header", "auth"])
@@ -113,8 +101,7 @@ def test_header_wins_over_auth_payload(app, socket_client, token, admin_post):
 
 
 def _short_token(app, user_id: str, seconds: float, secret: str | None = None) -> str:
-    claims = {"sub": user_id, "exp": int(time.time() + seconds)}
-    return pyjwt.encode(claims, secret or app.config["JWT_SECRET_KEY"], algorithm="HS256")
+    return mint_token(secret or app.config["JWT_SECRET_KEY"], user_id, expires_in=seconds)
 
 
 def _received_before_close(sc) -> dict[str, list]:
@@ -146,7 +133,7 @@ def test_refreshed_socket_outlives_its_first_token(app, socket_client, admin_pos
     fresh = token("alice", expires_in=60)
     answer = sc.emit("refresh_token", {"token": fresh}, callback=True)
     assert answer["ok"] is True
-    assert answer["exp"] == pyjwt.decode(fresh, options={"verify_signature": False})["exp"]
+    assert answer["exp"] == token_claims(fresh)["exp"]
     time.sleep(2.2)
     assert sc.is_connected()
     admin_post(["alice"], "still here")

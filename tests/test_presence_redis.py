@@ -1,6 +1,5 @@
 """Presence shared through Redis: several processes, crashes, outages."""
 
-import socket
 import time
 
 import pytest
@@ -12,7 +11,8 @@ from app.models import Notification, NotificationStatus
 from app.services import delivery
 from app.services.presence.redis import RedisPresence
 from config import TestingConfig
-from tests.conftest import received
+from tests.support.inprocess import app_token, received
+from tests.support.ports import free_port
 
 
 def process(redis_url, prefix, ttl=15.0) -> RedisPresence:
@@ -66,9 +66,7 @@ def test_clean_close_removes_the_process_without_reaping(redis_url, presence_pre
 
 
 def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 def test_without_redis_only_local_sockets_count_and_nothing_raises():
@@ -145,7 +143,7 @@ def test_notifications_marked_delivered_to_a_crashed_process_go_back_to_pending(
     assert {n.user_id: n.status for n in before}["alice"] is NotificationStatus.DELIVERED
     time.sleep(1.3)  # the process died right after: its key expires
     # carol reconnects to this process before the crash is noticed
-    carol = socketio.test_client(shared_app, auth={"token": _token(shared_app, "carol")})
+    carol = socketio.test_client(shared_app, auth={"token": app_token(shared_app, "carol")})
     with shared_app.app_context():
         for_carol = delivery.create_notifications(["carol"], "for carol")[0]
         received(carol)
@@ -161,20 +159,13 @@ def test_notifications_marked_delivered_to_a_crashed_process_go_back_to_pending(
     carol.disconnect()
 
 
-def _token(app, user_id):
-    from app.auth import create_token
-
-    with app.app_context():
-        return create_token(user_id)
-
-
 def test_pending_stored_while_a_process_was_cut_off_is_sent_when_it_is_back(shared_app, redis_url):
     from app.extensions import socketio
 
     presence = shared_app.extensions["presence"]
     good = presence.redis
     presence.redis = RedisPresence(closed_port_url(), ttl=15, prefix="x").redis
-    alice = socketio.test_client(shared_app, auth={"token": _token(shared_app, "alice")})
+    alice = socketio.test_client(shared_app, auth={"token": app_token(shared_app, "alice")})
     received(alice)
     with shared_app.app_context():
         delivery.presence_tick()  # Redis "down": nothing registered
@@ -199,7 +190,7 @@ def test_pending_stored_while_a_process_was_cut_off_is_sent_when_it_is_back(shar
 def test_cli_with_shared_presence_stores_and_counts_without_a_server(shared_app, redis_url, presence_prefix):
     other = process(redis_url, presence_prefix)
     other.add("alice", "sid-elsewhere")
-    shared_app.config.update(HOST="127.0.0.1", PORT=int(closed_port_url().rsplit(":", 1)[1].split("/")[0]))
+    shared_app.config.update(HOST="127.0.0.1", PORT=free_port())
     result = shared_app.test_cli_runner().invoke(
         args=["send-notification", "--user", "alice", "--user", "bob", "hi"]
     )

@@ -9,8 +9,7 @@ notification reaches the socket exactly once and is stored DELIVERED.
 import pytest
 
 from app.services import delivery
-from tests.conftest import received
-from tests.test_events import stored_statuses
+from tests.support.inprocess import received, stored_statuses
 
 
 def ids_received(sc) -> list[str]:

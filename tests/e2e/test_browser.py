@@ -9,15 +9,17 @@ REQUIRE_SERVICES=1, in which case it fails.
 
 import base64
 import json
-import math
 import os
 import re
 import time
 from urllib.parse import urlparse
 
-import jwt
 import pytest
 import requests
+
+from tests.support.live_server import HTTP_TIMEOUT
+from tests.support.skips import skip_or_fail
+from tests.support.tokens import bearer, mint_token, token_claims
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -28,7 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WAIT_MS = 10_000  # every wait on the page is bounded by this
-HTTP_TIMEOUT = 10  # seconds, for direct REST calls
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 EXPIRY_GRACE = 5  # seconds after a token's exp within which the server closes its socket (contract v2)
 TOKEN_KEY = "notifications.accessToken"  # where the page stores its token
@@ -44,10 +45,7 @@ if sync_playwright is None:
 if not os.path.exists(CHROMIUM):
     _missing.append(f"{CHROMIUM} is missing (apt-get install chromium)")
 if _missing:
-    _reason = "browser tests need Playwright and Debian's chromium: " + "; ".join(_missing)
-    if os.environ.get("REQUIRE_SERVICES") == "1":
-        pytest.fail(_reason + " (REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(_reason, allow_module_level=True)
+    skip_or_fail("browser tests need Playwright and Debian's chromium: " + "; ".join(_missing), module=True)
 
 
 # ---- fixtures ----------------------------------------------------------------
@@ -106,23 +104,8 @@ def item(page, text):
     return page.locator("#notifications > li.notification").filter(has_text=text)
 
 
-def admin_post(live_server, user_ids, message):
-    response = requests.post(
-        live_server.url + "/v1/admin/notifications",
-        json={"userIds": user_ids, "message": message},
-        headers={"Authorization": "Bearer " + live_server.token("admin", admin=True)},
-        timeout=HTTP_TIMEOUT,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["notifications"]
-
-
 def history(live_server, user_id):
-    response = requests.get(
-        live_server.url + "/v1/notifications",
-        headers={"Authorization": "Bearer " + live_server.token(user_id)},
-        timeout=HTTP_TIMEOUT,
-    )
+    response = live_server.list_notifications(user_id)
     assert response.status_code == 200, response.text
     return {n["id"]: n for n in response.json()}
 
@@ -136,10 +119,8 @@ def send_cli(live_server, user_id, message):
 def short_token(live_server, user_id, seconds=3, secret=None):
     """An access token for `user_id` that expires `seconds` (at most one more) from now,
     signed with the server's key or `secret`; returns the token and its exp."""
-    now = time.time()
-    exp = math.ceil(now + seconds)
-    claims = {"sub": user_id, "iat": int(now), "exp": exp}
-    return jwt.encode(claims, secret or live_server.secret, algorithm="HS256"), exp
+    token = mint_token(secret or live_server.secret, user_id, expires_in=seconds)
+    return token, token_claims(token)["exp"]
 
 
 def ms_until(deadline, margin=3):
@@ -212,7 +193,7 @@ def test_notification_sent_before_connecting_arrives_as_pending(page, live_serve
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
     open_client(page, live_server)
 
-    [sent] = admin_post(live_server, ["bob"], "sent while you were away")
+    [sent] = live_server.send(["bob"], "sent while you were away")
     assert sent["status"] == "PENDING"  # bob has no connection yet
 
     connect(page, live_server.token("bob"))
@@ -244,9 +225,9 @@ def test_notification_sent_before_connecting_arrives_as_pending(page, live_serve
 def test_message_is_rendered_as_text_not_html(page, live_server):
     payload = '<img src=x onerror="window.__xss=1">'
     open_client(page, live_server)
-    admin_post(live_server, ["carol"], payload)  # delivered as pending
+    live_server.send(["carol"], payload)  # delivered as pending
     connect(page, live_server.token("carol"))
-    admin_post(live_server, ["carol"], payload + " live")  # delivered live
+    live_server.send(["carol"], payload + " live")  # delivered live
 
     messages = page.locator("#notifications > li.notification .message")
     expect(messages).to_have_count(2, timeout=WAIT_MS)
@@ -261,9 +242,9 @@ def test_mark_read_and_delete(page, live_server):
     token = live_server.token("dave")
     connect(page, token)
 
-    [first] = admin_post(live_server, ["dave"], "first message")
+    [first] = live_server.send(["dave"], "first message")
     expect(item(page, "first message")).to_have_count(1, timeout=WAIT_MS)
-    [second] = admin_post(live_server, ["dave"], "second message")
+    [second] = live_server.send(["dave"], "second message")
     expect(item(page, "second message")).to_have_count(1, timeout=WAIT_MS)
     # Newest first.
     expect(page.locator("#notifications > li.notification .message")).to_have_text(
@@ -297,13 +278,13 @@ def test_mark_read_and_delete(page, live_server):
     # A REST error (the notification was deleted elsewhere) is shown to the user.
     gone = requests.delete(
         f"{live_server.url}/v1/notifications/{first['id']}",
-        headers={"Authorization": "Bearer " + token},
+        headers=bearer(token),
         timeout=HTTP_TIMEOUT,
     )
     assert gone.status_code == 204
     again = requests.delete(
         f"{live_server.url}/v1/notifications/{first['id']}",
-        headers={"Authorization": "Bearer " + token},
+        headers=bearer(token),
         timeout=HTTP_TIMEOUT,
     )
     assert again.status_code == 404
@@ -369,7 +350,7 @@ def test_expired_token_ends_the_session(page, live_server):
     assert len(sockets.opened) == 1 and not sockets.polls, (sockets.opened, sockets.polls)
 
     # Frank is offline now: a notification is stored PENDING and does not show up.
-    [sent] = admin_post(live_server, ["frank"], "after the token expired")
+    [sent] = live_server.send(["frank"], "after the token expired")
     assert sent["status"] == "PENDING"
     page.wait_for_timeout(1000)
     expect(item(page, "after the token expired")).to_have_count(0, timeout=WAIT_MS)
@@ -410,7 +391,7 @@ def test_refresh_before_expiry_keeps_the_session(page, live_server):
     assert not sockets.events_received("token_expired")
     assert len(sockets.opened) == 1 and not sockets.closed and not sockets.polls
 
-    [sent] = admin_post(live_server, ["grace"], "after the old token expired")
+    [sent] = live_server.send(["grace"], "after the old token expired")
     assert sent["status"] == "DELIVERED"
     live = item(page, "after the old token expired")
     expect(live).to_have_count(1, timeout=WAIT_MS)
@@ -442,7 +423,7 @@ def test_refused_refresh_keeps_the_current_token(page, live_server):
     # Nothing changed: same socket, same token, still receiving live.
     expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
     assert stored_token(page) == token
-    [sent] = admin_post(live_server, ["heidi"], "still connected")
+    [sent] = live_server.send(["heidi"], "still connected")
     assert time.time() < exp, "the notification was sent only after the token expired"
     assert sent["status"] == "DELIVERED"
     expect(item(page, "still connected")).to_have_count(1, timeout=WAIT_MS)

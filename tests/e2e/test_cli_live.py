@@ -3,22 +3,10 @@
 from datetime import UTC, datetime
 
 import jwt
-import requests
 
-from .conftest import wait_for
-
-HTTP_TIMEOUT = 10
-CONNECT_TIMEOUT = 10
-
-
-def connect(client, server, user_id):
-    client.connect(
-        server.url,
-        headers={"Authorization": f"Bearer {server.token(user_id)}"},
-        transports=["websocket"],
-        wait_timeout=CONNECT_TIMEOUT,
-    )
-    return client
+from tests.support.clients import connect
+from tests.support.logs import NO_SERVER_ANSWERS, logged
+from tests.support.waiting import wait_for
 
 
 def rows_by_user(server):
@@ -44,7 +32,7 @@ def test_send_notification_without_a_server_is_delivered_on_next_connect(live_se
     result = live_server.cli("send-notification", "--user", "carol", "stored while down")
 
     assert result.stdout.strip() == "created 1, delivered live 0, pending 1"
-    assert "no server answers" in result.stderr
+    assert logged(result.stderr, NO_SERVER_ANSWERS)
     assert rows_by_user(live_server) == {"carol": "PENDING"}
 
     live_server.start()
@@ -65,12 +53,7 @@ def test_create_token_prints_a_valid_admin_token(live_server):
     assert claims["role"] == "admin"
     assert datetime.fromtimestamp(claims["exp"], UTC) > datetime.now(UTC)
 
-    response = requests.post(
-        live_server.url + "/v1/admin/notifications",
-        json={"userIds": ["bob"], "message": "sent with a CLI token"},
-        headers={"Authorization": f"Bearer {lines[0]}"},
-        timeout=HTTP_TIMEOUT,
-    )
+    response = live_server.admin_post(["bob"], "sent with a CLI token", token=lines[0])
     assert response.status_code == 201, response.text
 
 

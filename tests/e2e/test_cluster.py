@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from .cluster import PRESENCE_TTL, record_figures, running_cluster, unique, watched
-from .conftest import wait_for
+from tests.support.cluster import PRESENCE_TTL, running_cluster, unique, watched
+from tests.support.logs import PROCESS_REAPED, REDIS_UNREACHABLE, USER_DISCONNECTED, logged
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -38,7 +39,7 @@ def test_user_on_one_process_gets_live_what_an_admin_posts_to_another(nodes):
 
     assert (sent[alice]["status"], sent[bob]["status"]) == ("DELIVERED", "PENDING")
     wait_for(lambda: client.got(sent[alice]["id"]), DELIVERY_TIMEOUT, "alice's notification on process A")
-    [event] = client.new
+    [event] = client.new_notifications
     assert (event["id"], event["userId"], event["message"]) == (sent[alice]["id"], alice, "deploy finished")
     assert nodes.database.statuses([sent[alice]["id"], sent[bob]["id"]]) == {
         sent[alice]["id"]: "DELIVERED",
@@ -97,7 +98,7 @@ def test_user_stays_online_until_the_last_socket_on_any_process_closes(nodes):
 
     offset = a.log_size()
     on_a.disconnect()
-    a.wait_log(f"user {carol} disconnected", since=offset)
+    a.wait_log(USER_DISCONNECTED, carol, since=offset)
     still_online = nodes.send(c.url, [carol], "one socket left")[carol]
 
     assert still_online["status"] == "DELIVERED"
@@ -105,7 +106,7 @@ def test_user_stays_online_until_the_last_socket_on_any_process_closes(nodes):
 
     offset = b.log_size()
     on_b.disconnect()
-    b.wait_log(f"user {carol} disconnected", since=offset)
+    b.wait_log(USER_DISCONNECTED, carol, since=offset)
     gone = nodes.send(c.url, [carol], "nobody left")[carol]
 
     assert gone["status"] == "PENDING"
@@ -123,8 +124,10 @@ def test_send_notification_command_reaches_a_user_on_another_process_live(nodes)
 
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.stdout.strip() == "created 1, delivered live 1, pending 0", result.stderr
-    wait_for(lambda: client.new, DELIVERY_TIMEOUT, "the command's notification on dave's socket")
-    [event] = client.new
+    wait_for(
+        lambda: client.new_notifications, DELIVERY_TIMEOUT, "the command's notification on dave's socket"
+    )
+    [event] = client.new_notifications
     assert (event["userId"], event["message"], event["status"]) == (
         dave,
         "from the command line",
@@ -135,7 +138,9 @@ def test_send_notification_command_reaches_a_user_on_another_process_live(nodes)
     ]
 
 
-def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile_is_lost(nodes):
+def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile_is_lost(
+    nodes, record_figures
+):
     a, b, c = nodes.servers["A"], nodes.servers["B"], nodes.servers["C"]
     alice = unique("alice")
     first = nodes.connect(a, alice, name="alice@A")
@@ -172,7 +177,7 @@ def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile
 
     wait_for(
         lambda: any(
-            f"process {dead_id} stopped without closing" in server.log_since(offsets[server.name])
+            logged(server.log_since(offsets[server.name]), PROCESS_REAPED, dead_id)
             for server in (b, c)
         ),
         PROBE_TIMEOUT,
@@ -199,7 +204,7 @@ def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile
     assert set(nodes.database.statuses(created_after).values()) == {"DELIVERED"}
 
 
-def test_redis_outage_keeps_local_delivery_and_recovers_without_a_restart(nodes):
+def test_redis_outage_keeps_local_delivery_and_recovers_without_a_restart(nodes, record_figures):
     a, b = nodes.servers["A"], nodes.servers["B"]
     pids = {server.name: server.pid for server in nodes.servers.values()}
     bob, carol = unique("bob"), unique("carol")
@@ -213,7 +218,7 @@ def test_redis_outage_keeps_local_delivery_and_recovers_without_a_restart(nodes)
     assert stored["status"] == "PENDING"
     assert nodes.database.statuses([stored["id"]]) == {stored["id"]: "PENDING"}
     assert requests.get(b.url + "/healthz", timeout=10).status_code == 200
-    b.wait_log("Redis unreachable", since=offset)
+    b.wait_log(REDIS_UNREACHABLE, since=offset)
     local = nodes.send(b.url, [carol], "to a socket of this process")[carol]
     assert local["status"] == "DELIVERED"
     wait_for(lambda: on_b.got(local["id"]), DELIVERY_TIMEOUT, "B's notification on B's own socket")

@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from tests.e2e.conftest import LiveServer
+from tests.support.live_server import LiveServer
 
 SEED = 20261201
 MAX_EXAMPLES = 300  # per operation, in the fuzzing phase

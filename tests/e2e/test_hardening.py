@@ -9,18 +9,19 @@ import json
 import re
 import socket
 import time
+from functools import partial
 
-import jwt
 import psutil
 import pytest
 import requests
 import socketio
 import websocket
 
-from .conftest import wait_for
+from tests.support.clients import connect as connect_with
+from tests.support.live_server import HTTP_TIMEOUT
+from tests.support.tokens import mint_token
+from tests.support.waiting import wait_for
 
-HTTP_TIMEOUT = 10  # seconds, for every request that is expected to be answered at once
-CONNECT_TIMEOUT = 10  # seconds for a Socket.IO connection to be accepted or refused
 # Seconds within which the server must answer, or close a connection, where the bug is
 # that it never does. Far above the deadlines the tests configure (2 to 5 s).
 NEVER = 10
@@ -31,49 +32,17 @@ ENGINEIO_BUFFER_LIMIT = 1_000_000  # Flask-SocketIO's default max_http_buffer_si
 # 25 s ping interval: kept for the tests of plain HTTP connections only.
 SHORT_DEADLINES = {"HTTP_IDLE_TIMEOUT": 2, "HTTP_HEADER_TIMEOUT": 2, "HTTP_SOCKET_TIMEOUT": 5}
 
+# Every socket of this module sends its token in the `auth` payload.
+connect = partial(connect_with, via="auth")
+
 
 # ---- helpers -----------------------------------------------------------------
 
 
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
-def admin_post(server, user_ids, message, token=None):
-    """POST /v1/admin/notifications; the response, whatever its status."""
-    return requests.post(
-        server.url + "/v1/admin/notifications",
-        json={"userIds": user_ids, "message": message},
-        headers=bearer(token or server.token("admin", admin=True)),
-        timeout=HTTP_TIMEOUT,
-    )
-
-
 def notify(server, user_id, message):
     """Create one notification for `user_id`; the stored notification object."""
-    response = admin_post(server, [user_id], message)
-    assert response.status_code == 201, response.text
-    [notification] = response.json()["notifications"]
+    [notification] = server.send([user_id], message)
     return notification
-
-
-def list_notifications(server, user_id, token=None):
-    return requests.get(
-        server.url + "/v1/notifications",
-        headers=bearer(token or server.token(user_id)),
-        timeout=HTTP_TIMEOUT,
-    )
-
-
-def connect(client, server, user_id=None, token=None):
-    """Connect a `socket_client` over the websocket transport, the token in the `auth` payload."""
-    client.connect(
-        server.url,
-        transports=["websocket"],
-        auth={"token": token or server.token(user_id)},
-        wait_timeout=CONNECT_TIMEOUT,
-    )
-    return client
 
 
 def refused(client, server, user_id=None, token=None):
@@ -84,20 +53,6 @@ def refused(client, server, user_id=None, token=None):
         assert client.connect_errors, "refused without a connect_error"
         return True
     return False
-
-
-def received_ids(client):
-    return [n["id"] for batch in client.pending_batches for n in batch] + [
-        n["id"] for n in client.new_notifications
-    ]
-
-
-def wait_disconnected(server, sid):
-    """Wait until the server has processed the disconnection of socket `sid` (it logs it)."""
-    wait_for(
-        lambda: f"disconnected (sid {sid})" in server.log(),
-        message=f"the server to log the disconnection of socket {sid}",
-    )
 
 
 def assert_too_many_requests(response):
@@ -302,7 +257,7 @@ def status_line(sock, timeout=NEVER):
 
 def close_wait_connections(server):
     """The server process's TCP connections in CLOSE_WAIT: closed by the client, never by the server."""
-    process = psutil.Process(server._process.pid)
+    process = psutil.Process(server.pid)
     return [c for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_CLOSE_WAIT]
 
 
@@ -417,7 +372,9 @@ def test_emitting_connect_with_another_users_token_does_not_join_their_room(live
 
         for_bob = notify(live_server, "bob", "for bob only")
         for_alice = notify(live_server, "alice", "for alice")
-        wait_for(lambda: for_bob["id"] in received_ids(bob), message="bob's notification on bob's socket")
+        wait_for(
+            lambda: for_bob["id"] in bob.notification_ids(), message="bob's notification on bob's socket"
+        )
         # Emitted after bob's: once alice has hers, any of bob's sent to her socket is in too.
         alice.wait_for_packet(lambda p: for_alice["id"] in p, "alice's notification on her socket")
         assert [n["userId"] for n in alice.notifications()] == ["alice"], (
@@ -437,13 +394,13 @@ def test_socket_that_emitted_connect_leaves_no_ghost_presence(live_server, socke
         tab.sync()
     finally:
         tab.close()
-    wait_disconnected(live_server, sid)
+    live_server.wait_disconnected(sid)
 
     # Alice has no socket open: the notification must wait for her, not go to a ghost.
     sent = notify(live_server, "alice", "after the tab closed")
     alice = connect(socket_client(), live_server, "alice")
     wait_for(
-        lambda: sent["id"] in received_ids(alice),
+        lambda: sent["id"] in alice.notification_ids(),
         message=lambda: (
             f"the notification on alice's next socket; it was stored {sent['status']} and is now "
             f"{live_server.rows('SELECT status FROM notifications WHERE id = ?', (sent['id'],))}"
@@ -526,7 +483,7 @@ def test_websocket_outlives_the_http_idle_and_header_deadlines(live_server, sock
         time.sleep(0.1)
     sent = notify(live_server, "dave", "after eight quiet seconds")
     assert sent["status"] == "DELIVERED"
-    wait_for(lambda: sent["id"] in received_ids(dave), message="the notification on dave's socket")
+    wait_for(lambda: sent["id"] in dave.notification_ids(), message="the notification on dave's socket")
 
 
 @pytest.mark.server_env(MAX_CONNECTIONS=20, **SHORT_DEADLINES)
@@ -554,13 +511,12 @@ FORGING_KEY = "not-the-server-secret-0123456789abcdef"  # signs tokens the serve
 
 @pytest.mark.server_env(RATE_LIMIT_AUTH_FAILURES="5/minute")
 def test_too_many_failed_authentications_block_the_address(live_server, socket_client):
-    now = int(time.time())
-    forged = jwt.encode({"sub": "mallory", "iat": now, "exp": now + 3600}, FORGING_KEY, algorithm="HS256")
-    answers = [list_notifications(live_server, "mallory", token=forged) for _ in range(6)]
+    forged = mint_token(FORGING_KEY, "mallory")
+    answers = [live_server.list_notifications("mallory", token=forged) for _ in range(6)]
     assert [a.status_code for a in answers[:5]] == [401] * 5
     assert_too_many_requests(answers[5])
 
-    assert_too_many_requests(list_notifications(live_server, "alice"))
+    assert_too_many_requests(live_server.list_notifications("alice"))
     assert refused(socket_client(), live_server, "alice"), (
         "a socket connect from an address over the failed-authentication limit was accepted"
     )
@@ -568,11 +524,11 @@ def test_too_many_failed_authentications_block_the_address(live_server, socket_c
 
 @pytest.mark.server_env(RATE_LIMIT_ADMIN="5/minute")
 def test_admin_over_the_rate_limit_is_refused_and_stores_nothing(live_server):
-    answers = [admin_post(live_server, ["erin"], f"message {i}") for i in range(6)]
+    answers = [live_server.admin_post(["erin"], f"message {i}") for i in range(6)]
     assert [a.status_code for a in answers[:5]] == [201] * 5, [a.text for a in answers[:5]]
     assert_too_many_requests(answers[5])
     assert live_server.rows("SELECT count(*) FROM notifications") == [(5,)]
-    listed = list_notifications(live_server, "erin")
+    listed = live_server.list_notifications("erin")
     assert listed.status_code == 200
     assert len(listed.json()) == 5
 
@@ -609,4 +565,4 @@ def test_socket_flooding_events_is_disconnected_and_a_calm_one_is_not(live_serve
         assert calm.connected, f"a socket that sent {i + 1} events at two a second was disconnected"
     sent = notify(live_server, "henry", "still connected")
     assert sent["status"] == "DELIVERED"
-    wait_for(lambda: sent["id"] in received_ids(calm), message="the notification on the calm socket")
+    wait_for(lambda: sent["id"] in calm.notification_ids(), message="the notification on the calm socket")

@@ -3,7 +3,6 @@
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -11,18 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import skip_or_fail
-
-from .cluster import (
-    CONNECT_TIMEOUT,
-    HTTP_TIMEOUT,
-    REPO_ROOT,
-    STOP_TIMEOUT,
-    running_cluster,
-    unique,
-    watched,
-)
-from .conftest import free_port, wait_for
+from tests.support.clients import CONNECT_TIMEOUT
+from tests.support.cluster import HTTP_TIMEOUT, running_cluster, unique, watched
+from tests.support.ports import free_port
+from tests.support.server import REPO_ROOT, LoggedProcess, answers_healthz
+from tests.support.skips import skip_or_fail
+from tests.support.waiting import ready_or_fail, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -61,11 +54,10 @@ def render_config(source: str, prefix: Path, listen_port: int, backend_ports: li
     return "daemon off;\nmaster_process on;\n" + text
 
 
-class Nginx:
+class Nginx(LoggedProcess):
     """nginx running in the foreground from a rendered copy of deploy/nginx.conf."""
 
     def __init__(self, backend_ports: list[int]):
-        self.binary = nginx_binary()
         # Not under pytest's private temp folder: the worker processes need to enter it.
         self.prefix = Path(tempfile.mkdtemp(prefix="nginx-e2e-"))
         self.prefix.chmod(0o755)
@@ -73,54 +65,25 @@ class Nginx:
         self.url = f"http://127.0.0.1:{self.port}"
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(render_config(CONFIG.read_text(), self.prefix, self.port, backend_ports))
-        self.output = self.prefix / "nginx.out"
-        self.process: subprocess.Popen | None = None
+        argv = [nginx_binary(), "-c", str(self.conf), "-p", f"{self.prefix}/"]
+        argv += ["-e", str(self.prefix / "error.log")]
+        super().__init__(argv, dict(os.environ), self.prefix / "nginx.out", f"nginx :{self.port}")
 
-    def _command(self, *extra: str) -> list[str]:
-        return [
-            self.binary,
-            "-c",
-            str(self.conf),
-            "-p",
-            f"{self.prefix}/",
-            "-e",
-            str(self.prefix / "error.log"),
-            *extra,
-        ]
-
-    def start(self) -> None:
-        check = subprocess.run(self._command("-t"), capture_output=True, text=True, timeout=30)
+    def start(self) -> "Nginx":
+        check = subprocess.run([*self.argv, "-t"], capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, (
             f"nginx -t refused the rendered config:\n{check.stderr}\n{self.conf.read_text()}"
         )
-        with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(
-                self._command(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
+        super().start()
+        ready_or_fail(self)
+        return self
 
-        def answers() -> bool:
-            if self.process.poll() is not None:
-                pytest.fail(f"nginx exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                return requests.get(self.url + "/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, 20, lambda: f"nginx to answer /healthz on port {self.port}:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT)
-        self.process = None
+    def ready(self) -> bool:
+        return answers_healthz(self.url)
 
     def log_tail(self, lines: int = 30) -> str:
         parts = []
-        for path in (self.output, self.prefix / "error.log", self.prefix / "access.log"):
+        for path in (self.log_path, self.prefix / "error.log", self.prefix / "access.log"):
             if path.exists():
                 parts.append(f"---- {path.name} ----\n" + "\n".join(path.read_text().splitlines()[-lines:]))
         return "\n".join(parts)
@@ -156,7 +119,7 @@ def nodes(request, cluster, nginx):
 def backend_of(cluster, user_id: str):
     """The process that logged the Socket.IO connection of `user_id`."""
     return wait_for(
-        lambda: next((s for s in cluster.servers.values() if s.connected_log_line(user_id)), None),
+        lambda: next((s for s in cluster.servers.values() if s.logged_connection_of(user_id)), None),
         10,
         f"a server log line saying {user_id} connected",
     )
@@ -169,7 +132,7 @@ def test_socketio_through_nginx_polls_upgrades_and_gets_what_another_process_sen
 
     chosen = backend_of(nodes, alice)
     others = [server for server in nodes.servers.values() if server is not chosen]
-    wait_for(lambda: client.sio.transport() == "websocket", CONNECT_TIMEOUT, "the upgrade to WebSocket")
+    wait_for(lambda: client.transport() == "websocket", CONNECT_TIMEOUT, "the upgrade to WebSocket")
     sent = [nodes.send(server.url, [alice], f"from process {server.name}")[alice] for server in others]
 
     assert [n["status"] for n in sent] == ["DELIVERED", "DELIVERED"]

@@ -5,16 +5,9 @@ import time
 import pytest
 import requests
 
-from .cluster import (
-    HTTP_TIMEOUT,
-    TableLock,
-    in_background,
-    record_figures,
-    running_cluster,
-    unique,
-    watched,
-)
-from .conftest import wait_for
+from tests.support.cluster import HTTP_TIMEOUT, running_cluster, unique, watched
+from tests.support.services import TableLock
+from tests.support.waiting import in_background, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -41,7 +34,9 @@ def timed(request):
     return response, time.monotonic() - started
 
 
-def test_health_check_and_socketio_handshake_answer_while_a_post_waits_for_a_table_lock(nodes):
+def test_health_check_and_socketio_handshake_answer_while_a_post_waits_for_a_table_lock(
+    nodes, record_figures
+):
     server = nodes.servers["single"]
     handshake_url = server.url + "/socket.io/?EIO=4&transport=polling"
 

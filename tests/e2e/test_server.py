@@ -9,106 +9,20 @@ import time
 import uuid
 from collections import Counter
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 
-import jwt
 import pytest
 import requests
 import socketio
 import websocket
 
-from .conftest import STOP_TIMEOUT, wait_for
-
-HTTP_TIMEOUT = 10  # seconds, for every REST request
-CONNECT_TIMEOUT = 10  # seconds for a Socket.IO connection to be accepted
-WIRE_KEYS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "readAt"}
-
+from tests.support.clients import connect
+from tests.support.live_server import HTTP_TIMEOUT
+from tests.support.server import STOP_TIMEOUT
+from tests.support.tokens import bearer, forged_tokens
+from tests.support.waiting import in_background, wait_for
+from tests.support.wire import assert_wire_object, parse_time
 
 # ---- helpers -----------------------------------------------------------------
-
-
-def connect(client, server, user_id=None, via="header", token=None):
-    """Connect `client` over the websocket transport, with the token in a header or in `auth`."""
-    if token is None and user_id is not None:
-        token = server.token(user_id)
-    credentials = {}
-    if token is not None and via == "header":
-        credentials["headers"] = {"Authorization": f"Bearer {token}"}
-    elif token is not None:
-        credentials["auth"] = {"token": token}
-    client.connect(server.url, transports=["websocket"], wait_timeout=CONNECT_TIMEOUT, **credentials)
-    return client
-
-
-def admin_post(server, user_ids, message, session=requests):
-    response = session.post(
-        server.url + "/v1/admin/notifications",
-        json={"userIds": user_ids, "message": message},
-        headers=bearer(server.token("admin", admin=True)),
-        timeout=HTTP_TIMEOUT,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["notifications"]
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
-def received(client):
-    """Every notification `client` got, live or pending, in arrival order."""
-    return [n for batch in client.pending_batches for n in batch] + list(client.new_notifications)
-
-
-def received_ids(client):
-    return [n["id"] for n in received(client)]
-
-
-def wait_received(client, notification_id):
-    wait_for(
-        lambda: notification_id in received_ids(client),
-        message=lambda: f"notification {notification_id} on the socket; got {received_ids(client)}",
-    )
-
-
-def statuses(server, ids):
-    """{id: status} of the given notifications, read from the database."""
-    ids = list(ids)
-    marks = ",".join("?" * len(ids))
-    return dict(server.rows(f"SELECT id, status FROM notifications WHERE id IN ({marks})", ids))
-
-
-def wait_disconnected(server, sid):
-    """Wait until the server has processed the disconnection of socket `sid` (it logs it)."""
-    wait_for(
-        lambda: f"disconnected (sid {sid})" in server.log(),
-        message=f"the server to log the disconnection of socket {sid}",
-    )
-
-
-def parse_time(value):
-    assert isinstance(value, str) and value.endswith("Z"), value
-    return datetime.fromisoformat(value[:-1] + "+00:00")
-
-
-def assert_wire_object(notification, user_id, message):
-    assert set(notification) == WIRE_KEYS, notification
-    assert str(uuid.UUID(notification["id"])) == notification["id"]
-    assert notification["userId"] == user_id
-    assert notification["message"] == message
-    assert notification["status"] in ("PENDING", "DELIVERED", "READ")
-    parse_time(notification["createdAt"])
-    if notification["deliveredAt"] is not None:
-        parse_time(notification["deliveredAt"])
-    assert notification["readAt"] is None
-
-
-def healthz(server):
-    return requests.get(server.url + "/healthz", timeout=HTTP_TIMEOUT)
-
-
-def signed(claims, key, algorithm="HS256"):
-    return jwt.encode(claims, key, algorithm=algorithm)
 
 
 def raw_socket_url(server):
@@ -173,45 +87,45 @@ def test_connected_user_gets_notification_live_and_offline_user_gets_it_stored(
 ):
     alice = connect(socket_client(), live_server, "alice", via=via)
 
-    created = {n["userId"]: n for n in admin_post(live_server, ["alice", "bob"], "Deploy finished")}
+    created = {n["userId"]: n for n in live_server.send(["alice", "bob"], "Deploy finished")}
 
     assert created["alice"]["status"] == "DELIVERED"
     assert created["bob"]["status"] == "PENDING"
-    wait_received(alice, created["alice"]["id"])
+    alice.wait_received(created["alice"]["id"])
     [event] = alice.new_notifications
     assert_wire_object(event, "alice", "Deploy finished")
     assert event == created["alice"]
     assert event["deliveredAt"] is not None
     assert alice.pending_batches == []
-    assert statuses(live_server, [created["alice"]["id"], created["bob"]["id"]]) == {
+    assert live_server.statuses([created["alice"]["id"], created["bob"]["id"]]) == {
         created["alice"]["id"]: "DELIVERED",
         created["bob"]["id"]: "PENDING",
     }
 
 
 def test_offline_user_gets_pending_on_connect(live_server, socket_client):
-    sent = [admin_post(live_server, ["carol"], f"while away {i}")[0] for i in range(3)]
+    sent = [live_server.send(["carol"], f"while away {i}")[0] for i in range(3)]
     assert [n["status"] for n in sent] == ["PENDING"] * 3
 
     carol = connect(socket_client(), live_server, "carol")
 
     wait_for(lambda: carol.pending_batches, message="a pending_notifications event")
-    [live] = admin_post(live_server, ["carol"], "now online")
-    wait_received(carol, live["id"])  # events are ordered: any other batch would be in by now
+    [live] = live_server.send(["carol"], "now online")
+    carol.wait_received(live["id"])  # events are ordered: any other batch would be in by now
     [batch] = carol.pending_batches
     assert [n["id"] for n in batch] == [n["id"] for n in sent], "not one batch, oldest first"
     for notification, original in zip(batch, sent, strict=True):
         assert_wire_object(notification, "carol", original["message"])
         assert notification["createdAt"] == original["createdAt"]
     assert carol.new_notifications == [live]
-    assert set(statuses(live_server, [n["id"] for n in sent]).values()) == {"DELIVERED"}
+    assert set(live_server.statuses([n["id"] for n in sent]).values()) == {"DELIVERED"}
 
     carol.disconnect()
     again = connect(socket_client(), live_server, "carol")
-    [marker] = admin_post(live_server, ["carol"], "after reconnecting")
-    wait_received(again, marker["id"])
+    [marker] = live_server.send(["carol"], "after reconnecting")
+    again.wait_received(marker["id"])
     assert again.pending_batches == [], "pending notifications were sent a second time"
-    assert received_ids(again) == [marker["id"]]
+    assert again.notification_ids() == [marker["id"]]
 
 
 def test_every_socket_of_a_user_gets_it_and_user_stays_online_until_the_last_closes(
@@ -220,74 +134,56 @@ def test_every_socket_of_a_user_gets_it_and_user_stays_online_until_the_last_clo
     first = connect(socket_client(), live_server, "dave")
     second = connect(socket_client(), live_server, "dave")
 
-    [both] = admin_post(live_server, ["dave"], "to both tabs")
-    wait_received(first, both["id"])
-    wait_received(second, both["id"])
+    [both] = live_server.send(["dave"], "to both tabs")
+    first.wait_received(both["id"])
+    second.wait_received(both["id"])
 
     first_sid = first.get_sid()
     first.disconnect()
-    wait_disconnected(live_server, first_sid)
-    [one_left] = admin_post(live_server, ["dave"], "one tab left")
+    live_server.wait_disconnected(first_sid)
+    [one_left] = live_server.send(["dave"], "one tab left")
     assert one_left["status"] == "DELIVERED"
-    wait_received(second, one_left["id"])
-    assert statuses(live_server, [one_left["id"]]) == {one_left["id"]: "DELIVERED"}
+    second.wait_received(one_left["id"])
+    assert live_server.statuses([one_left["id"]]) == {one_left["id"]: "DELIVERED"}
 
     second_sid = second.get_sid()
     second.disconnect()
-    wait_disconnected(live_server, second_sid)
-    [none_left] = admin_post(live_server, ["dave"], "no tab left")
+    live_server.wait_disconnected(second_sid)
+    [none_left] = live_server.send(["dave"], "no tab left")
     assert none_left["status"] == "PENDING"
-    assert statuses(live_server, [none_left["id"]]) == {none_left["id"]: "PENDING"}
-    assert received_ids(first) == [both["id"]]
-    assert received_ids(second) == [both["id"], one_left["id"]]
+    assert live_server.statuses([none_left["id"]]) == {none_left["id"]: "PENDING"}
+    assert first.notification_ids() == [both["id"]]
+    assert second.notification_ids() == [both["id"], one_left["id"]]
 
 
 def test_user_never_receives_another_users_notification(live_server, socket_client):
     alice = connect(socket_client(), live_server, "alice")
     bob = connect(socket_client(), live_server, "bob")
 
-    for_alice = [admin_post(live_server, ["alice"], f"for alice {i}")[0] for i in range(3)]
-    [for_bob] = admin_post(live_server, ["bob"], "for bob")
-    wait_received(bob, for_bob["id"])
+    for_alice = [live_server.send(["alice"], f"for alice {i}")[0] for i in range(3)]
+    [for_bob] = live_server.send(["bob"], "for bob")
+    bob.wait_received(for_bob["id"])
     for notification in for_alice:
-        wait_received(alice, notification["id"])
+        alice.wait_received(notification["id"])
 
-    assert received_ids(bob) == [for_bob["id"]]
-    assert received_ids(alice) == [n["id"] for n in for_alice]
-    listed = requests.get(
-        live_server.url + "/v1/notifications",
-        headers=bearer(live_server.token("bob")),
-        timeout=HTTP_TIMEOUT,
-    )
+    assert bob.notification_ids() == [for_bob["id"]]
+    assert alice.notification_ids() == [n["id"] for n in for_alice]
+    listed = live_server.list_notifications("bob")
     assert [n["id"] for n in listed.json()] == [for_bob["id"]]
 
 
 # ---- refused connections -----------------------------------------------------
 
 
+BAD_TOKENS = ["missing", "garbage", "expired", "wrong key", "alg none"]
+
+
 def _bad_token(kind, server):
-    now = datetime.now(UTC)
-    claims = {"sub": "mallory", "iat": now, "exp": now + timedelta(hours=1)}
-    if kind == "missing":
-        return None
-    if kind == "garbage":
-        return "not-a-jwt"
-    if kind == "expired":
-        return signed(
-            {**claims, "iat": now - timedelta(hours=2), "exp": now - timedelta(hours=1)}, server.secret
-        )
-    if kind == "wrong_key":
-        return signed(claims, "another-secret-of-the-same-length-0123456789abcd")
-    if kind == "alg_none":
-        return jwt.encode(claims, None, algorithm="none")
-    raise AssertionError(kind)
-
-
-BAD_TOKENS = ["missing", "garbage", "expired", "wrong_key", "alg_none"]
+    return None if kind == "missing" else forged_tokens(server.secret, "mallory")[kind]
 
 
 def test_connections_with_bad_tokens_are_refused(live_server, socket_client):
-    [waiting] = admin_post(live_server, ["mallory"], "not for an impostor")
+    [waiting] = live_server.send(["mallory"], "not for an impostor")
 
     problems = []
     for kind in BAD_TOKENS:
@@ -301,17 +197,17 @@ def test_connections_with_bad_tokens_are_refused(live_server, socket_client):
                 problems.append(f"{kind} token in {via}: connected")
             if not client.connect_errors:
                 problems.append(f"{kind} token in {via}: no connect_error")
-            if received(client):
+            if client.notifications():
                 problems.append(f"{kind} token in {via}: got {client.events}")
     assert problems == []
 
-    assert statuses(live_server, [waiting["id"]]) == {waiting["id"]: "PENDING"}
-    assert healthz(live_server).status_code == 200
-    [later] = admin_post(live_server, ["mallory"], "still offline")
+    assert live_server.statuses([waiting["id"]]) == {waiting["id"]: "PENDING"}
+    assert live_server.healthz().status_code == 200
+    [later] = live_server.send(["mallory"], "still offline")
     assert later["status"] == "PENDING", "a refused socket counts its user as online"
     mallory = connect(socket_client(), live_server, "mallory")
     wait_for(lambda: mallory.pending_batches, message="the pending notifications of mallory")
-    assert received_ids(mallory) == [waiting["id"], later["id"]]
+    assert mallory.notification_ids() == [waiting["id"], later["id"]]
 
 
 # ---- garbage on the wire -----------------------------------------------------
@@ -342,11 +238,11 @@ def test_server_keeps_serving_after_garbage_frames(live_server, socket_client):
         finally:
             ws.close()
 
-    assert healthz(live_server).status_code == 200
+    assert live_server.healthz().status_code == 200
     alice = connect(socket_client(), live_server, "alice")
-    [notification] = admin_post(live_server, ["alice"], "still working")
-    wait_received(alice, notification["id"])
-    assert received_ids(alice) == [notification["id"]]
+    [notification] = live_server.send(["alice"], "still working")
+    alice.wait_received(notification["id"])
+    assert alice.notification_ids() == [notification["id"]]
 
 
 def test_malformed_frame_gets_no_server_traceback_back(live_server):
@@ -379,13 +275,13 @@ def test_socket_dropped_for_a_malformed_frame_no_longer_counts_as_online(live_se
     finally:
         ws.close()
 
-    [after] = admin_post(live_server, ["mallory"], "sent after the socket was dropped")
+    [after] = live_server.send(["mallory"], "sent after the socket was dropped")
     mallory = connect(socket_client(), live_server, "mallory")
     assert after["status"] == "PENDING", (
         "the dropped socket still counts as online: the notification was marked "
         "DELIVERED and sent to a closed connection"
     )
-    wait_received(mallory, after["id"])
+    mallory.wait_received(after["id"])
 
 
 # ---- REST over the real server -----------------------------------------------
@@ -394,8 +290,8 @@ def test_socket_dropped_for_a_malformed_frame_no_longer_counts_as_online(live_se
 def test_rest_list_mark_read_and_delete(live_server):
     url = live_server.url + "/v1"
     erin = bearer(live_server.token("erin"))
-    sent = [admin_post(live_server, ["erin"], f"message {i}")[0] for i in range(3)]
-    [franks] = admin_post(live_server, ["frank"], "for frank")
+    sent = [live_server.send(["erin"], f"message {i}")[0] for i in range(3)]
+    [franks] = live_server.send(["frank"], "for frank")
 
     listed = requests.get(url + "/notifications", headers=erin, timeout=HTTP_TIMEOUT)
     assert listed.status_code == 200
@@ -422,7 +318,7 @@ def test_rest_list_mark_read_and_delete(live_server):
     again = requests.put(f"{url}/notifications/{target}/read", headers=erin, timeout=HTTP_TIMEOUT)
     assert again.status_code == 200
     assert parse_time(again.json()["readAt"]) == read_at
-    assert statuses(live_server, [target]) == {target: "READ"}
+    assert live_server.statuses([target]) == {target: "READ"}
 
     for foreign in (franks["id"], "not-a-uuid", str(uuid.uuid4())):
         for method in (requests.put, requests.delete):
@@ -430,7 +326,7 @@ def test_rest_list_mark_read_and_delete(live_server):
             response = method(path, headers=erin, timeout=HTTP_TIMEOUT)
             assert response.status_code == 404, (method.__name__, foreign, response.text)
             assert response.json()["error"] == "not_found"
-    assert statuses(live_server, [franks["id"]]) == {franks["id"]: "PENDING"}
+    assert live_server.statuses([franks["id"]]) == {franks["id"]: "PENDING"}
 
     deleted = requests.delete(f"{url}/notifications/{target}", headers=erin, timeout=HTTP_TIMEOUT)
     assert deleted.status_code == 204
@@ -457,21 +353,21 @@ def test_rest_list_mark_read_and_delete(live_server):
 def test_many_notifications_in_a_row_each_arrive_exactly_once(live_server, socket_client):
     gina = connect(socket_client(), live_server, "gina")
     with requests.Session() as session:
-        sent = [admin_post(live_server, ["gina"], f"n{i}", session)[0]["id"] for i in range(200)]
-        [last] = admin_post(live_server, ["gina"], "the last one", session)
+        sent = [live_server.send(["gina"], f"n{i}", session)[0]["id"] for i in range(200)]
+        [last] = live_server.send(["gina"], "the last one", session)
 
-    wait_received(gina, last["id"])  # the socket's events are in order: all earlier ones are in
-    counts = Counter(received_ids(gina))
+    gina.wait_received(last["id"])  # the socket's events are in order: all earlier ones are in
+    counts = Counter(gina.notification_ids())
     assert set(counts) == set(sent) | {last["id"]}, f"missing: {set(sent) - set(counts)}"
     assert [i for i, n in counts.items() if n != 1] == [], "some arrived more than once"
     assert [n["message"] for n in gina.new_notifications[:200]] == [f"n{i}" for i in range(200)]
-    assert set(statuses(live_server, sent).values()) == {"DELIVERED"}
+    assert set(live_server.statuses(sent).values()) == {"DELIVERED"}
 
     # The client acknowledged each one, so leaving does not put any back to PENDING.
     sid = gina.get_sid()
     gina.disconnect()
-    wait_disconnected(live_server, sid)
-    assert set(statuses(live_server, sent).values()) == {"DELIVERED"}
+    live_server.wait_disconnected(sid)
+    assert set(live_server.statuses(sent).values()) == {"DELIVERED"}
 
 
 # One user reconnects faster than RATE_LIMIT_SOCKET_CONNECT allows by default, on purpose.
@@ -497,7 +393,7 @@ def test_connects_and_disconnects_during_sends_lose_nothing(live_server, socket_
             start.wait()
             with requests.Session() as session:
                 for i in range(sends):
-                    sent.append(admin_post(live_server, [user], f"burst {i}", session)[0]["id"])
+                    sent.append(live_server.send([user], f"burst {i}", session)[0]["id"])
         except Exception as exc:  # noqa: BLE001 - reported by the test thread
             errors.append(exc)
 
@@ -512,14 +408,14 @@ def test_connects_and_disconnects_during_sends_lose_nothing(live_server, socket_
 
     final = connect(socket_client(), live_server, user)
     clients.append(final)
-    [marker] = admin_post(live_server, [user], "after the churn")
-    wait_received(final, marker["id"])
+    [marker] = live_server.send([user], "after the churn")
+    final.wait_received(marker["id"])
 
-    counts = Counter(i for client in clients for i in received_ids(client))
+    counts = Counter(i for client in clients for i in client.notification_ids())
     missing = [i for i in sent if counts[i] == 0]
     assert missing == [], (
         f"{len(missing)} of {sends} notifications never reached any socket; their rows are "
-        f"{dict(Counter(statuses(live_server, missing).values()))}"
+        f"{dict(Counter(live_server.statuses(missing).values()))}"
     )
     # A client that leaves right after receiving may disconnect before its ack is
     # read: the server then sends that notification again on the next connect
@@ -574,22 +470,6 @@ def stuck(server) -> bool:
     return False
 
 
-def in_background(work):
-    """Run `work()` in a thread; the returned dict gets "result" or "error"."""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["result"] = work()
-        except Exception as exc:  # noqa: BLE001 - reported by the test thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    outcome["thread"] = thread
-    return outcome
-
-
 def test_sigterm_lets_a_running_request_finish(live_server):
     with write_lock_elsewhere(live_server.db_path):
         post = in_background(
@@ -615,7 +495,7 @@ def test_sigterm_lets_a_running_request_finish(live_server):
 
 
 def test_sigterm_during_a_socket_connect_stops_the_server_and_loses_nothing(live_server, socket_client):
-    [waiting] = admin_post(live_server, ["bob"], "stored while bob was away")
+    [waiting] = live_server.send(["bob"], "stored while bob was away")
     bob = socket_client()
     with write_lock_elsewhere(live_server.db_path):
         connecting = in_background(lambda: connect(bob, live_server, "bob"))
@@ -628,8 +508,8 @@ def test_sigterm_during_a_socket_connect_stops_the_server_and_loses_nothing(live
     exit_code = live_server.stop()
     connecting["thread"].join(timeout=30)
 
-    status = statuses(live_server, [waiting["id"]])[waiting["id"]]
-    assert waiting["id"] in received_ids(bob) or status == "PENDING", (
+    status = live_server.statuses([waiting["id"]])[waiting["id"]]
+    assert waiting["id"] in bob.notification_ids() or status == "PENDING", (
         f"the notification is {status} but never reached bob (connect: {connecting.get('error')!r})"
     )
     assert exit_code == 0, f"exit code {exit_code} (None: still running {STOP_TIMEOUT} s after SIGTERM)"

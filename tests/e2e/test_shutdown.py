@@ -7,21 +7,20 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from .cluster import (
+from tests.support.cluster import (
     HTTP_TIMEOUT,
     PRESENCE_PREFIX,
-    STOP_TIMEOUT,
     Cluster,
-    TableLock,
-    in_background,
     log_tails_if_failed,
-    port_refuses,
-    record_figures,
     running_cluster,
     unique,
     watched,
 )
-from .conftest import wait_for
+from tests.support.logs import PROCESS_REAPED, USER_DISCONNECTED, logged
+from tests.support.ports import port_refuses
+from tests.support.server import STOP_TIMEOUT
+from tests.support.services import TableLock
+from tests.support.waiting import in_background, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -52,7 +51,7 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stop(cluster):
+def stop(cluster, record_figures):
     """SIGTERM the "stopping" process while a POST to it waits for a table lock, then release it."""
     cluster.ensure_running()
     stopping = cluster.servers["stopping"]
@@ -69,7 +68,7 @@ def stop(cluster):
         )
         assert lock.waiters() > 0, f"the POST did not block on the lock: {post}"
         signalled = time.monotonic()
-        stopping.signal(signal.SIGTERM)
+        stopping.send_signal(signal.SIGTERM)
         refused = wait_for(
             lambda: port_refuses(stopping.port) or not stopping.running,
             STOP_TIMEOUT,
@@ -143,7 +142,7 @@ def test_stopped_process_takes_its_sockets_out_of_shared_presence_at_once(stoppe
     assert not redis.exists(f"{prefix}:alive:{stopped.process_id}", f"{prefix}:users:{stopped.process_id}")
     assert answer["status"] == "PENDING"
     # Seen offline because the process cleaned up, not because a survivor reaped it after the TTL.
-    assert f"process {stopped.process_id} stopped without closing" not in staying.log_since()
+    assert not logged(staying.log_since(), PROCESS_REAPED, stopped.process_id)
 
 
 def test_notification_in_flight_at_the_stop_reaches_its_user_on_another_process(stopped):
@@ -165,7 +164,7 @@ def test_notification_in_flight_at_the_stop_reaches_its_user_on_another_process(
     finally:
         offset = staying.log_size()
         again.disconnect()
-        staying.wait_log(f"user {stopped.user} disconnected", since=offset)
+        staying.wait_log(USER_DISCONNECTED, stopped.user, since=offset)
 
 
 def test_notification_unacknowledged_at_the_stop_is_sent_again_on_reconnect(nodes):
@@ -177,7 +176,7 @@ def test_notification_unacknowledged_at_the_stop_is_sent_again_on_reconnect(node
         sent = nodes.send(staying.url, [hank], "on its way at the stop")[hank]
         assert sent["status"] == "DELIVERED"
         wait_for(lambda: first.got(sent["id"]), DELIVERY_TIMEOUT, "the notification on hank's socket")
-        stopping.signal(signal.SIGTERM)
+        stopping.send_signal(signal.SIGTERM)
         exit_code = stopping.wait_exit(GRACEFUL_TIMEOUT + STOP_TIMEOUT)
     finally:
         first.ack_gate.set()

@@ -1,9 +1,11 @@
-"""Waiting in tests: poll a condition until a deadline, run work in a thread of its own."""
+"""Waiting in tests: poll a condition until a deadline, for started processes, for work in a thread."""
 
 import threading
 import time
 
 import pytest
+
+from tests.support.server import ServerStartError
 
 WAIT_TIMEOUT = 10  # seconds, unless a caller asks for another bound
 POLL_INTERVAL = 0.02
@@ -43,3 +45,11 @@ def in_background(work) -> dict:
     thread.start()
     return outcome
 
+
+def ready_or_fail(*processes) -> None:
+    """Wait until each started process (tests/support/server.py) is ready; fail the test when one is not."""
+    for process in processes:
+        try:
+            process.wait_ready()
+        except ServerStartError as exc:
+            pytest.fail(str(exc))

@@ -1,0 +1,147 @@
+"""The one recording Socket.IO client of the tests: a python-socketio client that keeps what it receives."""
+
+import threading
+from collections import Counter
+
+import socketio
+
+from app.protocol import NEW_NOTIFICATION, PENDING_NOTIFICATIONS
+from tests.support.tokens import bearer
+from tests.support.waiting import wait_for
+
+CONNECT_TIMEOUT = 10  # seconds for a Socket.IO connection to be accepted or refused
+DELIVERY_TIMEOUT = 10  # seconds for a notification to reach a socket
+
+
+class RecordingClient(socketio.Client):
+    """A `socketio.Client` (no reconnection) that records every event it receives, in order.
+
+    `.new_notifications` holds the payloads of `new_notification`, `.pending_batches`
+    those of `pending_notifications` (one list per event), `.connect_errors` those of
+    `connect_error`, `.events` every event as `(name, payload)`, and `.counts` how many
+    times each notification id arrived by either event. `.disconnected` is set when the
+    connection ends. While `.ack_gate` is an unset Event, `new_notification` handlers
+    wait for it before returning, which is when python-socketio acknowledges the event.
+    """
+
+    def __init__(self, user_id: str | None = None, name: str = "", **kwargs):
+        super().__init__(reconnection=False, **kwargs)
+        self.user_id = user_id
+        self.name = name or user_id or "client"
+        self.new_notifications: list[dict] = []
+        self.pending_batches: list[list[dict]] = []
+        self.connect_errors: list = []
+        self.events: list[tuple[str, object]] = []
+        self.counts: Counter[str] = Counter()
+        self.disconnected = threading.Event()
+        self.ack_gate: threading.Event | None = None
+        self._lock = threading.Lock()
+        self.on(NEW_NOTIFICATION, self._on_new)
+        self.on(PENDING_NOTIFICATIONS, self._on_pending)
+        self.on("connect_error", self._on_connect_error)
+        self.on("disconnect", self._on_disconnect)
+        self.on("*", self._on_other)
+
+    def __repr__(self) -> str:
+        return f"<client {self.name}>"
+
+    @staticmethod
+    def _payload(args):
+        return args[0] if len(args) == 1 else list(args)
+
+    def _on_new(self, *args):
+        payload = self._payload(args)
+        with self._lock:
+            self.events.append((NEW_NOTIFICATION, payload))
+            self.new_notifications.append(payload)
+            self.counts[payload["id"]] += 1
+        gate = self.ack_gate
+        if gate is not None:
+            gate.wait(CONNECT_TIMEOUT * 3)
+
+    def _on_pending(self, *args):
+        payload = self._payload(args)
+        with self._lock:
+            self.events.append((PENDING_NOTIFICATIONS, payload))
+            self.pending_batches.append(payload)
+            for notification in payload:
+                self.counts[notification["id"]] += 1
+
+    def _on_connect_error(self, *args):
+        payload = self._payload(args)
+        with self._lock:
+            self.events.append(("connect_error", payload))
+            self.connect_errors.append(payload)
+
+    def _on_disconnect(self, *_args):
+        self.disconnected.set()
+
+    def _on_other(self, name, *args):
+        with self._lock:
+            self.events.append((name, self._payload(args)))
+
+    # ---- connecting --------------------------------------------------------
+
+    def open(
+        self, url: str, token: str | None, *, via: str = "header", transports=("websocket",), headers=None
+    ) -> "RecordingClient":
+        """Connect to `url` with `token` in the `Authorization` header (`via="header"`) or the
+        `auth` payload (`via="auth"`); `transports=None` lets python-socketio choose."""
+        headers = dict(headers or {})
+        auth = None
+        if token is not None and via == "header":
+            headers = {**bearer(token), **headers}
+        elif token is not None:
+            auth = {"token": token}
+        self.connect(
+            url,
+            headers=headers,
+            auth=auth,
+            transports=list(transports) if transports else None,
+            wait_timeout=CONNECT_TIMEOUT,
+        )
+        return self
+
+    def close(self) -> None:
+        """Disconnect, whatever state the connection is in (the server may be gone already)."""
+        try:
+            self.disconnect()
+        except Exception:  # noqa: BLE001 - teardown must reach every client
+            pass
+
+    # ---- what arrived ------------------------------------------------------
+
+    def notifications(self) -> list[dict]:
+        """Every notification received, pending ones first, then live ones, in arrival order."""
+        with self._lock:
+            return [n for batch in self.pending_batches for n in batch] + list(self.new_notifications)
+
+    def notification_ids(self) -> list[str]:
+        return [n["id"] for n in self.notifications()]
+
+    def new_ids(self) -> set[str]:
+        with self._lock:
+            return {n["id"] for n in self.new_notifications}
+
+    def pending_ids(self) -> set[str]:
+        with self._lock:
+            return {n["id"] for batch in self.pending_batches for n in batch}
+
+    def got(self, notification_id: str) -> bool:
+        return self.counts[notification_id] > 0
+
+    def wait_received(self, notification_id: str, timeout: float = DELIVERY_TIMEOUT) -> None:
+        """Wait until the notification has arrived, live or pending."""
+        wait_for(
+            lambda: notification_id in self.notification_ids(),
+            timeout,
+            lambda: f"notification {notification_id} on {self}; got {self.notification_ids()}",
+        )
+
+
+def connect(client: RecordingClient, server, user_id: str | None = None, *, via: str = "header", token=None):
+    """Connect `client` to `server` (anything with `.url` and `.token()`) over the websocket transport,
+    with `token`, else a token of `user_id`, else none; in a header or in `auth` (`via`)."""
+    if token is None and user_id is not None:
+        token = server.token(user_id)
+    return client.open(server.url, token, via=via)

@@ -1,0 +1,25 @@
+"""The wire form of a notification as tests check it: its fields and its times."""
+
+import uuid
+from datetime import datetime
+
+WIRE_KEYS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "readAt"}
+
+
+def parse_time(value):
+    """A wire time (ISO 8601, UTC, ending in Z) as an aware datetime."""
+    assert isinstance(value, str) and value.endswith("Z"), value
+    return datetime.fromisoformat(value[:-1] + "+00:00")
+
+
+def assert_wire_object(notification, user_id, message):
+    """An unread notification of `user_id` with `message`, exactly as the contract shapes it."""
+    assert set(notification) == WIRE_KEYS, notification
+    assert str(uuid.UUID(notification["id"])) == notification["id"]
+    assert notification["userId"] == user_id
+    assert notification["message"] == message
+    assert notification["status"] in ("PENDING", "DELIVERED", "READ")
+    parse_time(notification["createdAt"])
+    if notification["deliveredAt"] is not None:
+        parse_time(notification["deliveredAt"])
+    assert notification["readAt"] is None

@@ -1,0 +1,98 @@
+"""The real server delivers over real Socket.IO clients (websocket transport): live, pending, every socket."""
+
+import pytest
+
+from tests.support.clients import connect
+from tests.support.waiting import wait_for
+from tests.support.wire import assert_wire_object
+
+
+@pytest.mark.parametrize("via", ["header", "auth"])
+def test_connected_user_gets_notification_live_and_offline_user_gets_it_stored(
+    live_server, socket_client, via
+):
+    alice = connect(socket_client(), live_server, "alice", via=via)
+
+    created = {n["userId"]: n for n in live_server.send(["alice", "bob"], "Deploy finished")}
+
+    assert created["alice"]["status"] == "DELIVERED"
+    assert created["bob"]["status"] == "PENDING"
+    alice.wait_received(created["alice"]["id"])
+    [event] = alice.new_notifications
+    assert_wire_object(event, "alice", "Deploy finished")
+    assert event == created["alice"]
+    assert event["deliveredAt"] is not None
+    assert alice.pending_batches == []
+    assert live_server.statuses([created["alice"]["id"], created["bob"]["id"]]) == {
+        created["alice"]["id"]: "DELIVERED",
+        created["bob"]["id"]: "PENDING",
+    }
+
+
+def test_offline_user_gets_pending_on_connect(live_server, socket_client):
+    sent = [live_server.send(["carol"], f"while away {i}")[0] for i in range(3)]
+    assert [n["status"] for n in sent] == ["PENDING"] * 3
+
+    carol = connect(socket_client(), live_server, "carol")
+
+    wait_for(lambda: carol.pending_batches, message="a pending_notifications event")
+    [live] = live_server.send(["carol"], "now online")
+    carol.wait_received(live["id"])  # events are ordered: any other batch would be in by now
+    [batch] = carol.pending_batches
+    assert [n["id"] for n in batch] == [n["id"] for n in sent], "not one batch, oldest first"
+    for notification, original in zip(batch, sent, strict=True):
+        assert_wire_object(notification, "carol", original["message"])
+        assert notification["createdAt"] == original["createdAt"]
+    assert carol.new_notifications == [live]
+    assert set(live_server.statuses([n["id"] for n in sent]).values()) == {"DELIVERED"}
+
+    carol.disconnect()
+    again = connect(socket_client(), live_server, "carol")
+    [marker] = live_server.send(["carol"], "after reconnecting")
+    again.wait_received(marker["id"])
+    assert again.pending_batches == [], "pending notifications were sent a second time"
+    assert again.notification_ids() == [marker["id"]]
+
+
+def test_every_socket_of_a_user_gets_it_and_user_stays_online_until_the_last_closes(
+    live_server, socket_client
+):
+    first = connect(socket_client(), live_server, "dave")
+    second = connect(socket_client(), live_server, "dave")
+
+    [both] = live_server.send(["dave"], "to both tabs")
+    first.wait_received(both["id"])
+    second.wait_received(both["id"])
+
+    first_sid = first.get_sid()
+    first.disconnect()
+    live_server.wait_disconnected(first_sid)
+    [one_left] = live_server.send(["dave"], "one tab left")
+    assert one_left["status"] == "DELIVERED"
+    second.wait_received(one_left["id"])
+    assert live_server.statuses([one_left["id"]]) == {one_left["id"]: "DELIVERED"}
+
+    second_sid = second.get_sid()
+    second.disconnect()
+    live_server.wait_disconnected(second_sid)
+    [none_left] = live_server.send(["dave"], "no tab left")
+    assert none_left["status"] == "PENDING"
+    assert live_server.statuses([none_left["id"]]) == {none_left["id"]: "PENDING"}
+    assert first.notification_ids() == [both["id"]]
+    assert second.notification_ids() == [both["id"], one_left["id"]]
+
+
+def test_user_never_receives_another_users_notification(live_server, socket_client):
+    alice = connect(socket_client(), live_server, "alice")
+    bob = connect(socket_client(), live_server, "bob")
+
+    for_alice = [live_server.send(["alice"], f"for alice {i}")[0] for i in range(3)]
+    [for_bob] = live_server.send(["bob"], "for bob")
+    bob.wait_received(for_bob["id"])
+    for notification in for_alice:
+        alice.wait_received(notification["id"])
+
+    assert bob.notification_ids() == [for_bob["id"]]
+    assert alice.notification_ids() == [n["id"] for n in for_alice]
+    listed = live_server.list_notifications("bob")
+    assert [n["id"] for n in listed.json()] == [for_bob["id"]]

@@ -29,7 +29,9 @@ from bench.scenarios.common import (
     problems,
     wait_cluster_ready,
 )
-from bench.servers import REPO, ServerError, Servers, Topology, Unavailable
+from bench.servers import ServerError, Servers, Topology, Unavailable
+from tests.support.server import REPO_ROOT
+from tests.support.services import DEFAULT_POSTGRES_URL, LOCAL_REDIS_URL, postgres_server_url
 
 log = logging.getLogger("bench")
 
@@ -39,7 +41,7 @@ DEFAULT_PLAN = (
     (Topology("postgres", 2), ("S3", "S6")),
     (Topology("baseline", 1), ("S1", "S2", "S3", "S6")),
 )
-RESULTS_DIR = REPO / "bench" / "results"
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 RESET_TIMEOUT = 120.0
 # Longest wait for the servers to go idle after a scenario, before the next one.
 SETTLE_SECONDS = 120.0
@@ -75,13 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=3, help="client load processes (default 3)")
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get("BENCH_POSTGRES_URL")
-        or os.environ.get("TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL") or postgres_server_url(),
         help="PostgreSQL server where the bench creates (and drops) its database (default "
-        "$BENCH_POSTGRES_URL, else $TEST_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/postgres)",
+        f"$BENCH_POSTGRES_URL, else $TEST_POSTGRES_URL, else {DEFAULT_POSTGRES_URL})",
     )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379", help="Redis for two processes")
+    parser.add_argument("--redis-url", default=LOCAL_REDIS_URL, help="Redis for two processes")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis db number (flushed)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default bench/results)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (target choice in S2 and S6)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.servers import REPO
+from tests.support.server import REPO_ROOT
 
 PACKAGES = (
     "Flask",
@@ -41,7 +41,7 @@ def _cpu_model() -> str:
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

@@ -6,37 +6,30 @@ two share a Socket.IO space through Redis (`SOCKETIO_MESSAGE_QUEUE`) on a databa
 number of their own, flushed before and after.
 """
 
-import contextlib
-import ctypes
 import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
+import psycopg2
+import redis
 
-from bench.tokens import random_secret
+from tests.support.server import REPO_ROOT, ServerProcess, ServerStartError, flask_command, stop_all
+from tests.support.services import PostgresDatabase, postgres_problem, redis_problem
+from tests.support.tokens import random_secret
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-START_TIMEOUT = 60.0
 MIGRATE_TIMEOUT = 180.0
-# Seconds a stopping server may take for its graceful stop before it is killed.
+# Seconds a stopping server waits for running requests (its GRACEFUL_TIMEOUT), well within
+# the launcher's STOP_TIMEOUT before it is killed.
 GRACEFUL_TIMEOUT = 5
 # Variables of the caller's environment that would change what is measured.
 DROPPED_ENV = (
@@ -88,44 +81,18 @@ class Topology:
         return f"{self.db}/{self.processes}p"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if the bench dies (Linux), own session."""
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
 def check_postgres(admin_url: str) -> None:
     """Raise Unavailable unless PostgreSQL answers at `admin_url`."""
-    import psycopg2
-
-    try:
-        psycopg2.connect(admin_url, connect_timeout=3).close()
-    except psycopg2.Error as exc:
-        raise Unavailable(f"PostgreSQL not reachable at {admin_url}: {' '.join(str(exc).split())}") from exc
+    problem = postgres_problem(admin_url)
+    if problem:
+        raise Unavailable(problem)
 
 
 def check_redis(url: str) -> None:
     """Raise Unavailable unless Redis answers at `url`."""
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
-    except redis.RedisError as exc:
-        raise Unavailable(f"Redis not reachable at {url}: {exc}") from exc
+    problem = redis_problem(url)
+    if problem:
+        raise Unavailable(problem)
 
 
 class Servers:
@@ -154,9 +121,8 @@ class Servers:
         self.secret = random_secret(48)
         self.workdir = Path(tempfile.mkdtemp(prefix="notification-bench-"))
         self.database_url = ""
-        self.pg_database: str | None = None
-        self.procs: list[subprocess.Popen] = []
-        self.logs: list[Path] = []
+        self.pg_database: PostgresDatabase | None = None
+        self.servers: list[ServerProcess] = []
         self.urls: list[str] = []
         self._ps: dict[int, psutil.Process] = {}
         self._last: dict[int, tuple[float, int]] = {}
@@ -176,21 +142,18 @@ class Servers:
 
     # -- setting up -------------------------------------------------------------------------
 
-    def _env(self, port: int | None = None) -> dict[str, str]:
+    def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
         env.update(
             APP_ENV="production",
             DATABASE_URL=self.database_url,
             JWT_SECRET_KEY=self.secret,
             LOG_LEVEL="WARNING",
-            HOST=HOST,
             GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT),
             PYTHONUNBUFFERED="1",
             # The load generator is one client address sending as one admin, on purpose.
             **dict.fromkeys(RATE_LIMIT_SETTINGS, ""),
         )
-        if port is not None:
-            env["PORT"] = str(port)
         if self.topology.processes > 1:
             env["SOCKETIO_MESSAGE_QUEUE"] = self.redis_url
         env.update(self.extra_env)
@@ -202,53 +165,26 @@ class Servers:
         if self.topology.db == "sqlite":
             self.database_url = f"sqlite:///{self.workdir / 'bench.db'}"
             return
-        import psycopg2
-
         check_postgres(self.pg_url)
-        name = f"notification_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        conn = psycopg2.connect(self.pg_url, connect_timeout=5)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            conn.close()
-        self.pg_database = name
-        self.database_url = _with_database(self.pg_url, name)
+        self.pg_database = PostgresDatabase(self.pg_url, prefix=f"notification_bench_{os.getpid()}").create()
+        self.database_url = self.pg_database.url
 
     def _drop_database(self) -> None:
         if not self.pg_database or self.keep:
             return
-        import psycopg2
-
         try:
-            conn = psycopg2.connect(self.pg_url, connect_timeout=5)
-            try:
-                conn.autocommit = True
-                with conn.cursor() as cursor:
-                    cursor.execute(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
-            finally:
-                conn.close()
+            self.pg_database.drop()
             self.pg_database = None
         except psycopg2.Error as exc:
-            log.warning("could not drop database %s: %s", self.pg_database, exc)
+            log.warning("could not drop database %s: %s", self.pg_database.name, exc)
 
     def _flush_redis(self) -> None:
         if self.topology.processes > 1:
-            import redis
-
             redis.Redis.from_url(self.redis_url, socket_connect_timeout=3, socket_timeout=10).flushdb()
 
     def _migrate(self) -> None:
         try:
-            done = subprocess.run(
-                [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-                cwd=REPO,
-                env=self._env(),
-                capture_output=True,
-                text=True,
-                timeout=MIGRATE_TIMEOUT,
-            )
+            done = flask_command(self._env(), "db", "upgrade", timeout=MIGRATE_TIMEOUT)
         except subprocess.TimeoutExpired as exc:
             raise ServerError(f"db upgrade did not finish within {MIGRATE_TIMEOUT:.0f}s") from exc
         if done.returncode != 0:
@@ -262,72 +198,53 @@ class Servers:
         self._flush_redis()
         if self.topology.db != BASELINE:
             self._migrate()
-        command = ["-m", "bench.baseline_server"] if self.topology.db == BASELINE else ["wsgi.py"]
+        command = ("-m", "bench.baseline_server") if self.topology.db == BASELINE else ("wsgi.py",)
         for index in range(self.topology.processes):
-            port = _free_port()
-            log_path = self.workdir / f"server-{index}.log"
-            with open(log_path, "wb") as log_file:
-                proc = subprocess.Popen(
-                    [sys.executable, *command],
-                    cwd=REPO,
-                    env=self._env(port),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
-                )
-            self.procs.append(proc)
-            self.logs.append(log_path)
-            self.urls.append(f"http://{HOST}:{port}")
-            self._ps[proc.pid] = psutil.Process(proc.pid)
-        deadline = time.monotonic() + START_TIMEOUT
-        for proc, url, log_path in zip(self.procs, self.urls, self.logs, strict=True):
-            self._wait_healthy(proc, url, log_path, deadline)
-
-    def _wait_healthy(self, proc: subprocess.Popen, url: str, log_path: Path, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise ServerError(f"server exited with code {proc.returncode} at start:\n{tail}")
+            server = ServerProcess(
+                self._env(),
+                self.workdir / f"server-{index}.log",
+                name=f"server {index}",
+                command=command,
+                own_session=True,
+            )
+            self.servers.append(server.start())
+            self.urls.append(server.url)
+            self._ps[server.pid] = psutil.Process(server.pid)
+        for server in self.servers:
             try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise ServerError(f"server at {url} not healthy within {START_TIMEOUT:.0f}s")
+                server.wait_ready()
+            except ServerStartError as exc:
+                raise ServerError(str(exc)) from exc
 
     # -- while running ------------------------------------------------------------------
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
+        return [server.pid for server in self.servers]
 
     def dead(self) -> list[str]:
         """A description of each server process that has exited."""
         return [
-            f"server {i} (pid {p.pid}) exited with code {p.returncode}"
-            for i, p in enumerate(self.procs)
-            if p.poll() is not None
+            f"{server.name} (pid {server.pid}) exited with code {server.poll()}"
+            for server in self.servers
+            if server.poll() is not None
         ]
 
     def sample(self) -> dict:
         """CPU seconds (user + system), RSS bytes and open fds, per process and in total."""
         per = []
-        for proc in self.procs:
-            process = self._ps[proc.pid]
+        for pid, process in self._ps.items():
             try:
                 with process.oneshot():
                     times = process.cpu_times()
                     cpu = times.user + times.system
                     rss = process.memory_info().rss
                     fds = process.num_fds()
-                self._last[proc.pid] = (cpu, rss)
+                self._last[pid] = (cpu, rss)
             except psutil.Error:
-                cpu, rss = self._last.get(proc.pid, (0.0, 0))
+                cpu, rss = self._last.get(pid, (0.0, 0))
                 fds = 0
-            per.append({"pid": proc.pid, "cpu_s": cpu, "rss": rss, "fds": fds})
+            per.append({"pid": pid, "cpu_s": cpu, "rss": rss, "fds": fds})
         return {
             "cpu_s": sum(p["cpu_s"] for p in per),
             "rss": sum(p["rss"] for p in per),
@@ -356,18 +273,7 @@ class Servers:
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL), drop the database, flush Redis."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + GRACEFUL_TIMEOUT + 5
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(10)
+        stop_all(self.servers)
         self._drop_database()
         try:
             self._flush_redis()
@@ -383,16 +289,16 @@ class Servers:
         lines: list[str] = []
         problems = 0
         kinds: Counter = Counter()
-        for index, path in enumerate(self.logs):
+        for server in self.servers:
             try:
-                text = path.read_text(errors="replace")
+                text = server.log_path.read_text(errors="replace")
             except OSError:
                 continue
             for line in text.splitlines():
                 if not line.strip():
                     continue
-                line = line.replace(f"{REPO}/", "")  # paths as the repository names them
-                lines.append(f"[server {index}] {line}")
+                line = line.replace(f"{REPO_ROOT}/", "")  # paths as the repository names them
+                lines.append(f"[{server.name}] {line}")
                 if LOG_PROBLEM.search(line):
                     problems += 1
                 kinds[BLUR.sub("#", TIMESTAMP.sub("", line))[:200]] += 1

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.support.clients import RecordingClient
-from tests.support.cluster import save_figures
+from tests.support.cluster import save_figures, watched
 from tests.support.live_server import running_live_server
 from tests.support.server import LOG_TAIL_LINES, STOP_TIMEOUT
 
@@ -86,3 +86,11 @@ def record_figures(tmp_path_factory):
         save_figures(folder, group, figures)
 
     return record
+
+
+@pytest.fixture
+def nodes(request, cluster):
+    """The module's `cluster` with every process and Redis running again (an earlier test may
+    have stopped one); its logs on failure, and this test's sockets closed afterwards."""
+    with watched(request, cluster):
+        yield cluster

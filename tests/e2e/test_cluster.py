@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.support.cluster import PRESENCE_TTL, running_cluster, unique, watched
+from tests.support.cluster import PRESENCE_TTL, running_cluster, unique
 from tests.support.logs import PROCESS_REAPED, REDIS_UNREACHABLE, USER_DISCONNECTED, logged
 from tests.support.waiting import wait_for
 
@@ -20,13 +20,6 @@ DELIVERY_TIMEOUT = 15
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     with running_cluster(tmp_path_factory, "A", "B", "C") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def nodes(request, cluster):
-    """The cluster with every process and Redis running; this test's sockets closed afterwards."""
-    with watched(request, cluster):
         yield cluster
 
 

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from tests.support.cluster import HTTP_TIMEOUT, running_cluster, unique, watched
+from tests.support.cluster import HTTP_TIMEOUT, running_cluster, unique
 from tests.support.services import TableLock
 from tests.support.waiting import in_background, wait_for
 
@@ -18,12 +18,6 @@ ANSWER_TIMEOUT = 15
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     with running_cluster(tmp_path_factory, "single", with_redis=False) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def nodes(request, cluster):
-    with watched(request, cluster):
         yield cluster
 
 

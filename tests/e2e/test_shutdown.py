@@ -14,7 +14,6 @@ from tests.support.cluster import (
     log_tails_if_failed,
     running_cluster,
     unique,
-    watched,
 )
 from tests.support.logs import PROCESS_REAPED, USER_DISCONNECTED, logged
 from tests.support.ports import port_refuses
@@ -99,13 +98,6 @@ def stopped(request, stop):
     yield stop
     log_tails_if_failed(request, stop.cluster, failed_before)
     stop.cluster.disconnect_clients()
-
-
-@pytest.fixture
-def nodes(request, cluster):
-    """Both processes running (the stopped one started again)."""
-    with watched(request, cluster):
-        yield cluster
 
 
 def test_stopping_process_refuses_new_connections_and_closes_sockets_while_a_request_runs(stopped):

@@ -25,8 +25,8 @@ import aiohttp
 import socketio
 
 from bench.tokens import make_token
+from tests.support.wire import ADMIN_ROUTE
 
-ADMIN_ROUTE = "/v1/admin/notifications"
 # Concurrent disconnects while tearing clients down.
 CLOSE_CONCURRENCY = 500
 CLOSE_TIMEOUT = 5.0

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.support.cluster import PRESENCE_TTL, running_cluster, unique
+from tests.support.cluster import DELIVERY_TIMEOUT, PRESENCE_TTL, running_cluster, unique
 from tests.support.logs import PROCESS_REAPED, REDIS_UNREACHABLE, USER_DISCONNECTED, logged
 from tests.support.waiting import wait_for
 
@@ -14,7 +14,6 @@ pytestmark = pytest.mark.cluster
 
 POST_INTERVAL = 0.2  # seconds between the POSTs that probe for a state change
 PROBE_TIMEOUT = PRESENCE_TTL * 5 + 15  # seconds; generous, the machine is shared
-DELIVERY_TIMEOUT = 15
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.support.clients import CONNECT_TIMEOUT
-from tests.support.cluster import HTTP_TIMEOUT, running_cluster, unique, watched
+from tests.support.cluster import DELIVERY_TIMEOUT, HTTP_TIMEOUT, running_cluster, unique, watched
 from tests.support.ports import free_port
 from tests.support.server import REPO_ROOT, LoggedProcess, answers_healthz
 from tests.support.skips import skip_or_fail
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.cluster
 
 CONFIG = REPO_ROOT / "deploy" / "nginx.conf"
 BACKENDS = ("5001", "5002", "5003")
-DELIVERY_TIMEOUT = 15
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 

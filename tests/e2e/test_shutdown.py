@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.support.cluster import (
+    DELIVERY_TIMEOUT,
     HTTP_TIMEOUT,
     PRESENCE_PREFIX,
     Cluster,
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.cluster
 
 GRACEFUL_TIMEOUT = 20  # the server's default: how long it waits for running requests
 BLOCK_TIMEOUT = 15
-DELIVERY_TIMEOUT = 15
 
 
 @dataclass

@@ -18,6 +18,7 @@ from tests.support.services import PostgresDatabase, postgres_problem
 from tests.support.skips import skip_or_fail
 from tests.support.tokens import bearer, mint_token, random_secret
 from tests.support.waiting import ready_or_fail, wait_for
+from tests.support.wire import ADMIN_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ PRESENCE_TTL = 3  # seconds; short, so that a killed process stops counting quic
 PRESENCE_PREFIX = "notifications:presence"  # the server's default key prefix (not overridden)
 HTTP_TIMEOUT = 30  # seconds for a request to a process whose database a test may hold locked
 LOG_WAIT_TIMEOUT = 15
+DELIVERY_TIMEOUT = 15  # seconds for a notification to reach a socket of a cluster process
 FIGURES_FILE = "cluster-figures.json"
 
 
@@ -155,7 +157,7 @@ class Cluster:
     def post(self, base_url: str, user_ids, message: str) -> requests.Response:
         """POST /v1/admin/notifications as an admin to the server (or proxy) at `base_url`."""
         return requests.post(
-            base_url + "/v1/admin/notifications",
+            base_url + ADMIN_ROUTE,
             json={"userIds": list(user_ids), "message": message},
             headers=bearer(self.token("ops", admin=True)),
             timeout=HTTP_TIMEOUT,

@@ -13,9 +13,9 @@ from tests.support.logs import USER_DISCONNECTED, logged
 from tests.support.server import ServerProcess, flask_command
 from tests.support.tokens import bearer, mint_token, random_secret
 from tests.support.waiting import ready_or_fail, wait_for
+from tests.support.wire import ADMIN_ROUTE
 
 HTTP_TIMEOUT = 10  # seconds, for every request that is expected to be answered at once
-ADMIN_ROUTE = "/v1/admin/notifications"
 
 
 class LiveServer(ServerProcess):

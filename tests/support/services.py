@@ -14,7 +14,7 @@ import redis
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379"
 TEST_REDIS_DB = 15  # the database number the tests use on the local Redis
-CONNECT_TIMEOUT = 5  # seconds for a PostgreSQL or Redis connection
+SERVICE_TIMEOUT = 5  # seconds for a PostgreSQL or Redis connection
 
 
 def postgres_server_url() -> str:
@@ -44,7 +44,7 @@ def _first_line(exc: Exception) -> str:
 def postgres_problem(url: str) -> str | None:
     """Why PostgreSQL at `url` cannot be used, or None when it answers."""
     try:
-        psycopg2.connect(libpq_url(url), connect_timeout=CONNECT_TIMEOUT).close()
+        psycopg2.connect(libpq_url(url), connect_timeout=SERVICE_TIMEOUT).close()
     except psycopg2.Error as exc:
         parts = urlsplit(url)
         return f"PostgreSQL at {parts.hostname}:{parts.port or 5432} does not answer: {_first_line(exc)}"
@@ -55,7 +55,7 @@ def redis_problem(url: str) -> str | None:
     """Why Redis at `url` cannot be used, or None when it answers PING."""
     try:
         redis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+            url, socket_connect_timeout=SERVICE_TIMEOUT, socket_timeout=SERVICE_TIMEOUT
         ).ping()
     except redis.RedisError as exc:
         return f"Redis at {url} does not answer: {exc}"
@@ -72,7 +72,7 @@ class PostgresDatabase:
         self.created = False
 
     def _admin(self):
-        conn = psycopg2.connect(self.server_url, connect_timeout=CONNECT_TIMEOUT)
+        conn = psycopg2.connect(self.server_url, connect_timeout=SERVICE_TIMEOUT)
         conn.autocommit = True
         return conn
 
@@ -96,7 +96,7 @@ class PostgresDatabase:
 
     def connect(self):
         """A new psycopg2 connection to this database (the caller closes it)."""
-        return psycopg2.connect(self.url, connect_timeout=CONNECT_TIMEOUT)
+        return psycopg2.connect(self.url, connect_timeout=SERVICE_TIMEOUT)
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         conn = self.connect()

@@ -1,8 +1,9 @@
-"""The wire form of a notification as tests check it: its fields and its times."""
+"""The wire form of a notification as tests and the bench use it: the admin route, fields, times."""
 
 import uuid
 from datetime import datetime
 
+ADMIN_ROUTE = "/v1/admin/notifications"
 WIRE_KEYS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "readAt"}
 
 

@@ -6,7 +6,7 @@ written from it with `logged()`, fixing some of its values and leaving the other
 
 import re
 
-# app/services/notifications.py
+# app/services/delivery.py
 USER_CONNECTED = "user %s connected (sid %s): %d pending sent"
 USER_DISCONNECTED = "user %s disconnected (sid %s); %d unacknowledged put back"
 PROCESS_REAPED = "process %s stopped without closing its %d user(s); %d notification(s) back to PENDING"

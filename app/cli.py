@@ -15,6 +15,9 @@ from app.schemas import CreateNotificationsSchema, notification_to_wire
 from app.services import delivery
 from app.services.presence import get_presence
 
+# What send-notification says on stderr when it stores rows itself (tests read it).
+NO_SERVER_MESSAGE = "no server answers at %s: storing for delivery on connect"
+
 
 def _server_url() -> str:
     host = current_app.config["HOST"]
@@ -74,7 +77,7 @@ def send_notification(users: tuple[str, ...], message: str) -> None:
     else:
         statuses = _send_through_server(data["user_ids"], data["message"])
         if statuses is None:
-            click.echo(f"no server answers at {_server_url()}: storing for delivery on connect", err=True)
+            click.echo(NO_SERVER_MESSAGE % _server_url(), err=True)
     if statuses is None:
         created = delivery.create_notifications(data["user_ids"], data["message"])
         statuses = [notification_to_wire(n) for n in created]

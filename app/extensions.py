@@ -18,9 +18,9 @@ class CachingJWTManager(JWTManager):
     """A JWTManager that remembers the tokens it verified, until they expire.
 
     Steady traffic shows the same token again and again (a sending service's admin
-    token, a user's token on every call and reconnect); verifying one costs about
-    0.2 ms (the token is decoded three times). Only successful verifications are
-    kept, per app (so per secret), and a kept token stops counting at its `exp`:
+    token, a user's token on every call and reconnect), and verifying one decodes it
+    three times (bench/README.md, "Measurements behind the code"). Only successful
+    verifications are kept, per app (so per secret), and a kept token stops counting at its `exp`:
     everything else a verification checks cannot change with time.
     """
 

@@ -94,8 +94,8 @@ class UserIdList(fields.List):
     """A list of user ids, each 1-255 characters, not only whitespace, without NUL.
 
     A list whose ids are all acceptable passes in one loop; marshmallow's per-item
-    field machinery (about 4 us an id, 40 ms for 10,000) only runs to word the
-    errors of a list that has some.
+    field machinery, which costs more than the INSERT at 10,000 ids (bench/README.md,
+    "Measurements behind the code"), only runs to word the errors of a list that has some.
     """
 
     def __init__(self, **kwargs) -> None:

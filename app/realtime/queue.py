@@ -33,9 +33,10 @@ class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
     def publishing_together(self):
         """Publish what is emitted inside the block in one Redis round trip, at its end.
 
-        A fan-out emits one event per user; published one by one, 1,000 users cost
-        1,000 round trips (half a second). Sockets of this process get their events
-        at once, as always; the other processes get them all when the block ends.
+        A fan-out emits one event per user; published one by one, each user costs a
+        Redis round trip (bench/README.md, "Measurements behind the code"). Sockets of
+        this process get their events at once, as always; the other processes get them
+        all when the block ends.
         """
         if getattr(self._gathering, "messages", None) is not None:
             yield  # nested: the outer block publishes

@@ -13,6 +13,13 @@ from app.services.presence.local import LocalPresence
 
 log = logging.getLogger(__name__)
 
+# Log lines that operators and tests read (tests/support/logs.py).
+REGISTERED_LOG = "presence: registered %d socket(s) of %d user(s) as process %s (was %s)"
+UNREACHABLE_LOG = (
+    "presence: Redis unreachable (%s); only this process's own sockets count "
+    "until it is back, other users' notifications stay PENDING"
+)
+
 # Remove the entries of `hash` whose value is ARGV[1] (a dead process id), atomically,
 # so that a socket re-registered meanwhile under a live process id is kept.
 _HDEL_IF_VALUE = """
@@ -99,11 +106,7 @@ class RedisPresence:
 
     def _lost(self, exc: Exception) -> None:
         if self._redis_ok:
-            log.warning(
-                "presence: Redis unreachable (%s); only this process's own sockets count "
-                "until it is back, other users' notifications stay PENDING",
-                exc,
-            )
+            log.warning(UNREACHABLE_LOG, exc)
         self._redis_ok = False
         self._in_sync = False
 
@@ -227,7 +230,7 @@ class RedisPresence:
             raise
         users = self.local.local_users()
         log.info(
-            "presence: registered %d socket(s) of %d user(s) as process %s (was %s)",
+            REGISTERED_LOG,
             len(snapshot),
             len(users),
             self.process_id,

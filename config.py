@@ -54,9 +54,10 @@ class Config:
     # Seconds after which a process that stopped its heartbeat (crashed, or cut off from
     # Redis) no longer counts its sockets as online; it beats every third of that.
     PRESENCE_TTL = _env_int("PRESENCE_TTL", 15)
-    # Seconds after which a notification sent to a socket counts as received even if the
-    # client never acknowledged it (see app/services/delivery.py).
-    DELIVERY_ACK_GRACE = _env_int("DELIVERY_ACK_GRACE", 10)
+    # Seconds after which a notification sent but not confirmed (no acknowledgement from an
+    # acknowledging socket, no send to a plain one) goes back to PENDING and is sent again
+    # (app/services/confirmations.py). The sweeper looks every third of it.
+    DELIVERY_CONFIRM_TIMEOUT = _env_int("DELIVERY_CONFIRM_TIMEOUT", 30)
     PRESENCE_KEY_PREFIX = os.environ.get("PRESENCE_KEY_PREFIX", "notifications:presence")
     PRESENCE_REDIS_URL = None  # tests only: shared presence without a message queue
     # `flask ...` commands (run, send-notification, db) use threads; `python wsgi.py` uses eventlet.

@@ -21,6 +21,7 @@ from app.realtime.acks import DeliveryTracker, TrackingManager
 from app.realtime.deadlines import ConnectDeadline, Deadlines, TokenExpiry
 from app.realtime.handlers import register_events
 from app.realtime.queue import ListeningRedisManager
+from app.services.confirmations import Confirmations
 from app.services.presence import init_presence
 from config import DEV_JWT_SECRET, Config, config_from_env
 
@@ -82,7 +83,9 @@ def register_extensions(app: Flask) -> None:
     init_jwt(app)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
     manager = ListeningRedisManager(queue_url, channel="notifications") if queue_url else TrackingManager()
-    manager.tracker = app.extensions["deliveries"] = DeliveryTracker(app.config["DELIVERY_ACK_GRACE"])
+    confirmations = Confirmations(app, socketio.start_background_task, socketio.sleep)
+    app.extensions["confirmations"] = confirmations
+    manager.tracker = app.extensions["deliveries"] = DeliveryTracker(confirmations.add)
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
@@ -105,9 +108,9 @@ def register_extensions(app: Flask) -> None:
 def _sqlite_write_ahead_log(dbapi_connection, _connection_record) -> None:
     """SQLite in WAL mode: a commit appends to one log file instead of writing a journal.
 
-    A third of the CPU and wall time per commit of the default rollback journal (which
-    creates, syncs and deletes a file each time), and readers no longer wait for a
-    writer. `synchronous=FULL` keeps every commit durable across a power loss.
+    Cheaper per commit than the default rollback journal, which creates, syncs and
+    deletes a file each time (bench/README.md, "Measurements behind the code"), and
+    readers no longer wait for a writer. `synchronous=FULL` keeps every commit durable across a power loss.
     """
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -5,7 +5,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Enum, Index, String, Text, TypeDecorator
+from sqlalchemy import DateTime, Enum, Index, String, Text, TypeDecorator, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -64,6 +64,9 @@ class UTCTimestamp(TypeDecorator):
         return value.astimezone(UTC)
 
 
+UNCONFIRMED = "status = 'DELIVERED' AND received_at IS NULL"
+
+
 class Notification(db.Model):
     """One message for one user, kept as history."""
 
@@ -86,12 +89,21 @@ class Notification(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCTimestamp(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCTimestamp())
     read_at: Mapped[datetime | None] = mapped_column(UTCTimestamp())
+    # When the user's client confirmed it (an acknowledgement, or a send to a plain client).
+    received_at: Mapped[datetime | None] = mapped_column(UTCTimestamp())
 
     __table_args__ = (
         # "this user's pending ones, oldest first" (connect) and the ?status= filter.
         Index("ix_notifications_user_status_created", "user_id", "status", "created_at"),
         # "this user's newest first" with a (created_at, id) cursor.
         Index("ix_notifications_user_created_id", "user_id", "created_at", "id"),
+        # The sweeper's "sent, never confirmed, since when": only such rows are in it.
+        Index(
+            "ix_notifications_unconfirmed",
+            "delivered_at",
+            postgresql_where=text(UNCONFIRMED),
+            sqlite_where=text(UNCONFIRMED),
+        ),
     )
 
     def __repr__(self) -> str:
@@ -113,6 +125,7 @@ class NotificationRecord:
     created_at: datetime
     delivered_at: datetime | None
     read_at: datetime | None
+    received_at: datetime | None = None
 
 
 RECORD_COLUMNS = tuple(Notification.__table__.c[name] for name in NotificationRecord.__slots__)

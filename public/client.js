@@ -318,7 +318,9 @@
 
     // Browsers cannot set headers on a WebSocket, so the token goes in the
     // Socket.IO auth payload. No URL: connect to this page's own origin.
-    const s = io({ auth: { token }, transports: ["websocket", "polling"] });
+    // `ack: true`: an acknowledging client (at least once); every notification event
+    // is acknowledged below once it is in the list.
+    const s = io({ auth: { token, ack: true }, transports: ["websocket", "polling"] });
     socket = s;
     setState("connecting");
 
@@ -410,7 +412,7 @@
         const exp = typeof answer.exp === "number" && Number.isFinite(answer.exp) ? answer.exp : null;
         sessionToken = token;
         sessionExp = exp !== null ? exp : claimExp(decodeClaims(token));
-        s.auth = { token }; // an automatic reconnection must use the new token too
+        s.auth = { token, ack: true }; // an automatic reconnection must use the new token too
         saveToken(token);
         setState("connected", "token refreshed");
         startExpiryClock();

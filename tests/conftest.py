@@ -46,6 +46,7 @@ def app(request, database_uri):
         db.drop_all()
         db.create_all()
     yield app
+    app.extensions["confirmations"].stop()
     with app.app_context():
         db.session.remove()
         db.drop_all()

@@ -1,9 +1,11 @@
 """The committed Alembic revisions build exactly the models' schema, and undo it."""
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app import create_app
 from app.extensions import db
@@ -21,7 +23,34 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
             assert diff == []
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("notifications")}
-        assert indexes == {"ix_notifications_user_status_created", "ix_notifications_user_created_id"}
+        assert indexes == {
+            "ix_notifications_user_status_created",
+            "ix_notifications_user_created_id",
+            "ix_notifications_unconfirmed",
+        }
         downgrade(revision="base")
         assert "notifications" not in inspect(db.engine).get_table_names()
+        db.engine.dispose()
+
+
+def test_rows_delivered_before_confirmations_existed_count_as_received(database_uri):
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri)
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        upgrade(revision="0001")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO notifications (id, user_id, message, status, created_at, delivered_at)"
+                    " VALUES ('a', 'u', 'm', 'DELIVERED', :t, :t), ('b', 'u', 'm', 'PENDING', :t, NULL)"
+                ),
+                {"t": datetime(2026, 11, 30, tzinfo=UTC)},
+            )
+        upgrade()
+        with db.engine.connect() as conn:
+            received = dict(conn.execute(text("SELECT id, received_at IS NOT NULL FROM notifications")).all())
+        assert received == {"a": True, "b": False}
+        downgrade(revision="base")
         db.engine.dispose()

@@ -119,6 +119,7 @@ def shared_app(database_uri, redis_url, presence_prefix):
         db.create_all()
         app.extensions["presence"].heartbeat()
     yield app
+    app.extensions["confirmations"].stop()
     with app.app_context():
         db.session.remove()
         db.drop_all()
@@ -130,11 +131,12 @@ def statuses(app) -> dict[str, NotificationStatus]:
         return dict(db.session.execute(select(Notification.user_id, Notification.status)).all())
 
 
-def test_notifications_marked_delivered_to_a_crashed_process_go_back_to_pending(
+def test_what_a_crashed_process_never_got_confirmed_goes_back_to_pending(
     shared_app, redis_url, presence_prefix
 ):
     from app.extensions import socketio
 
+    shared_app.config["DELIVERY_CONFIRM_TIMEOUT"] = 0
     crashed = process(redis_url, presence_prefix, ttl=1)
     crashed.add("alice", "sid-on-crashed")
     crashed.add("carol", "sid-on-crashed-2")
@@ -142,20 +144,21 @@ def test_notifications_marked_delivered_to_a_crashed_process_go_back_to_pending(
         before = delivery.create_notifications(["alice", "bob"], "before the crash")
     assert {n.user_id: n.status for n in before}["alice"] is NotificationStatus.DELIVERED
     time.sleep(1.3)  # the process died right after: its key expires
-    # carol reconnects to this process before the crash is noticed
-    carol = socketio.test_client(shared_app, auth={"token": app_token(shared_app, "carol")})
+    # carol reconnects to this process (acknowledging) before the crash is noticed
+    carol = socketio.test_client(shared_app, auth={"token": app_token(shared_app, "carol"), "ack": True})
     with shared_app.app_context():
         for_carol = delivery.create_notifications(["carol"], "for carol")[0]
-        received(carol)
-        delivery.presence_tick()
-    # carol's row was delivered after the dead process's last beat: it is sent again
-    # (at least once: clients merge by id)
-    resent = [n["id"] for batch in received(carol)["pending_notifications"] for n in batch]
-    assert resent == [for_carol.id]
+    assert [n["id"] for n in received(carol)["new_notification"]] == [for_carol.id]
+    sid = socketio.server.manager.sid_from_eio_sid(carol.eio_sid, "/")
+    shared_app.extensions["deliveries"].confirmed(sid, [for_carol.id])  # carol's client acknowledges
+    with shared_app.app_context():
+        delivery.presence_tick()  # reaps the crashed process
+        delivery.sweep_unconfirmed()
     got = statuses(shared_app)
-    assert got["alice"] is NotificationStatus.PENDING  # it was never received: sent on reconnect
+    assert got["alice"] is NotificationStatus.PENDING  # never received: sent on reconnect
     assert got["bob"] is NotificationStatus.PENDING
-    assert got["carol"] is NotificationStatus.DELIVERED
+    assert got["carol"] is NotificationStatus.DELIVERED  # acknowledged: never sent again
+    assert received(carol) == {}
     carol.disconnect()
 
 

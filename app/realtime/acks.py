@@ -1,20 +1,22 @@
-"""Which notifications each socket of this process has confirmed receiving.
+"""The two kinds of socket (contract v2), and what each of this process's sockets was sent.
 
-Notifications go out with a Socket.IO acknowledgement request, one packet per
-socket. A client acknowledges by answering the event (python-socketio clients
-do so by returning from the handler; browser clients call the ack function). When
-a socket disconnects, what it was sent but did not acknowledge may never have
-reached it (sent while the client was already leaving, or over a dead TCP
-connection): the disconnect handler puts those rows back to PENDING, so they
-are sent again when the user connects (see `notifications.disconnect_socket`).
+A client chooses when it connects: with `"ack": true` in its `auth` payload it is an
+acknowledging client, and every `new_notification` / `pending_notifications` event it
+gets carries an acknowledgement request; its acknowledgement confirms the
+notifications (`receivedAt` in the database, see services/confirmations.py). What it
+was sent but did not acknowledge is put back to PENDING when the socket closes (see
+`delivery.disconnect_socket`), and by the sweeper when it stays unconfirmed too long.
 
-Clients that never acknowledge are not penalised forever: a send older than
-`grace` seconds counts as received.
+Any other client is a plain client, as every client of the original service: it is
+sent the events without an acknowledgement request, one encoded packet shared by all
+of them, and a send to it confirms the notification at once (at most once: it is
+never sent to that user again).
 """
 
-import time
+from collections.abc import Callable, Iterable
 from functools import partial
 
+from engineio import packet as eio_packet
 from socketio import packet
 
 from app.protocol import NOTIFICATION_EVENTS, PENDING_NOTIFICATIONS
@@ -22,38 +24,40 @@ from app.realtime.rooms import IndexedRoomsMixin
 
 
 class DeliveryTracker:
-    """Unacknowledged sends per socket: sid -> {notification id: time sent}."""
+    """Per socket of this process: its kind, and what it was sent and has not acknowledged."""
 
-    def __init__(self, grace: float) -> None:
-        self.grace = grace
-        self._unconfirmed: dict[str, dict[str, float]] = {}
+    def __init__(self, confirm: Callable[[Iterable[str]], None]) -> None:
+        self._confirm = confirm
+        self._acknowledging: dict[str, bool] = {}
+        self._unacknowledged: dict[str, set[str]] = {}
 
-    def sent(self, sid: str, notification_ids: list[str]) -> None:
-        """Record that `sid` was sent these notifications and asked to acknowledge them."""
-        now = time.monotonic()
-        pending = self._unconfirmed.setdefault(sid, {})
-        # Entries are in the order they were sent: drop the ones past their grace period
-        # from the front (what a client that never acknowledges leaves behind).
-        while pending:
-            oldest = next(iter(pending))
-            if now - pending[oldest] < self.grace:
-                break
-            del pending[oldest]
-        for notification_id in notification_ids:
-            pending[notification_id] = now
+    def register(self, sid: str, acknowledging: bool) -> None:
+        """A socket is connecting: from now on it is sent notifications, as its kind asks."""
+        self._acknowledging[sid] = acknowledging
+
+    def acknowledging(self, sid: str) -> bool | None:
+        """The socket's kind; None for a socket that is not (or no longer) registered."""
+        return self._acknowledging.get(sid)
+
+    def sent(self, sid: str, notification_ids: Iterable[str]) -> None:
+        """`sid` (acknowledging) was sent these notifications with an acknowledgement request."""
+        self._unacknowledged.setdefault(sid, set()).update(notification_ids)
 
     def confirmed(self, sid: str, notification_ids: list[str], *_ack_args) -> None:
         """The client of `sid` acknowledged these notifications."""
-        pending = self._unconfirmed.get(sid)
+        pending = self._unacknowledged.get(sid)
         if pending is not None:
-            for notification_id in notification_ids:
-                pending.pop(notification_id, None)
+            pending.difference_update(notification_ids)
+        self._confirm(notification_ids)
+
+    def sent_plain(self, notification_ids: Iterable[str]) -> None:
+        """These notifications went to a plain socket: received, as far as it will ever tell."""
+        self._confirm(notification_ids)
 
     def forget(self, sid: str) -> list[str]:
-        """Stop tracking `sid`; the ids it was sent within the grace period and never confirmed."""
-        pending = self._unconfirmed.pop(sid, {})
-        now = time.monotonic()
-        return [k for k, t in pending.items() if now - t < self.grace]
+        """The socket closed: stop sending to it; what it never acknowledged."""
+        self._acknowledging.pop(sid, None)
+        return list(self._unacknowledged.pop(sid, ()))
 
 
 def _ids(event: str, data) -> list[str]:
@@ -63,10 +67,12 @@ def _ids(event: str, data) -> list[str]:
 
 
 class TrackingManagerMixin(IndexedRoomsMixin):
-    """Sends notification events one socket at a time, each with an ack request.
+    """Sends notification events by socket kind: with an ack request, or one shared packet.
 
     It sits below python-socketio's pub/sub managers in the method order, so it
     also handles the events that reach this process through the message queue.
+    A socket that is not registered (refused, or already closing) gets nothing: a
+    send that reaches a closing socket is exactly what would otherwise be lost.
     """
 
     tracker: DeliveryTracker | None = None
@@ -79,19 +85,31 @@ class TrackingManagerMixin(IndexedRoomsMixin):
             )
         ids = _ids(event, data)
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        # What python-socketio's Manager.emit does per socket when a callback is given,
-        # without resolving each socket again as a room of its own.
         server = self.server
+        plain_packet = None
+        sent_plain = False
         for sid, eio_sid in list(self.get_participants(namespace, to or room)):
-            if sid in skip:
+            acknowledging = tracker.acknowledging(sid)
+            if sid in skip or acknowledging is None:
                 continue
-            tracker.sent(sid, ids)
-            ack_id = self._generate_ack_id(sid, partial(tracker.confirmed, sid, ids))
-            server._send_packet(
-                eio_sid, server.packet_class(packet.EVENT, namespace=namespace, data=[event, data], id=ack_id)
-            )
+            if acknowledging:
+                # What python-socketio's Manager.emit does per socket when a callback is given.
+                tracker.sent(sid, ids)
+                ack_id = self._generate_ack_id(sid, partial(tracker.confirmed, sid, ids))
+                server._send_packet(
+                    eio_sid,
+                    server.packet_class(packet.EVENT, namespace=namespace, data=[event, data], id=ack_id),
+                )
+            else:
+                if plain_packet is None:  # encoded once for every plain socket of the emit
+                    encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, data])
+                    plain_packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded.encode())
+                server._send_eio_packet(eio_sid, plain_packet)
+                sent_plain = True
+        if sent_plain:
+            tracker.sent_plain(ids)
         return None
 
 
 class TrackingManager(TrackingManagerMixin):
-    """The single-process client manager, with acknowledged notification sends."""
+    """The single-process client manager, with the two kinds of notification sends."""

@@ -91,6 +91,10 @@ class Deadlines:
         while True:
             self._sleep(TICK_SECONDS)
             self.run_due()
+            with self._lock:
+                if not self._due:  # nothing left: the next set() starts the loop again
+                    self._running = False
+                    return
 
 
 class ConnectDeadline:

@@ -24,6 +24,7 @@ def on_connect(auth=None):
     Refused with `connect_error` when the token is missing or invalid, or the client
     is over a rate limit; otherwise the socket joins its user's room, gets the user's
     pending notifications, and is closed when its token expires (unless refreshed).
+    `auth={"ack": true}` makes it an acknowledging client (see app/realtime/acks.py).
     """
     limits, address = current_app.extensions["rate_limits"], request.remote_addr or "unknown"
     wait = limits.auth_blocked(address)
@@ -40,12 +41,17 @@ def on_connect(auth=None):
     if wait:
         log.warning("socket connection of user %s refused: over the connect rate limit", identity.user_id)
         raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
+    deliveries = current_app.extensions["deliveries"]
+    # Before the pending ones are sent: they go out as this socket's kind asks.
+    deliveries.register(request.sid, acknowledging=isinstance(auth, dict) and auth.get("ack") is True)
     try:
         delivery.connect_socket(identity.user_id, request.sid)
     except TooManySocketsError as exc:
+        deliveries.forget(request.sid)
         log.warning("socket connection of user %s refused: %s", identity.user_id, exc)
         raise ConnectionRefusedError(str(exc)) from None
     except SQLAlchemyError:
+        deliveries.forget(request.sid)
         log.exception("socket connection of user %s refused: database error", identity.user_id)
         raise ConnectionRefusedError("server busy, try again") from None
     current_app.extensions["token_expiry"].track(request.sid, identity)
@@ -92,9 +98,9 @@ def register_events(app: Flask) -> None:
     # Flask-SocketIO runs each handler in a Flask request context built from the
     # connection's request, whose path is /socket.io/. With no rule for that path,
     # building the context raises a NotFound and keeps it with its traceback: a
-    # reference cycle of ~100 objects per handler call, left to the cyclic garbage
-    # collector (260,000 objects per 1,000 connections, and its pauses grow with
-    # them). A rule makes the match succeed. Requests to the path never reach Flask:
+    # reference cycle per handler call, left to the cyclic garbage collector, whose
+    # pauses grow with it (bench/README.md, "Measurements behind the code"). A rule
+    # makes the match succeed. Requests to the path never reach Flask:
     # the Engine.IO middleware answers them first. One rule per transport: werkzeug
     # matches websocket requests only against websocket rules.
     for endpoint, websocket in (("socketio_polling", False), ("socketio_websocket", True)):

@@ -11,7 +11,7 @@ from flask import Flask
 
 from app.extensions import socketio
 from app.realtime.queue import ListeningRedisManager
-from app.services.delivery import presence_tick
+from app.services.delivery import presence_tick, sweep_unconfirmed
 from app.services.presence import get_presence
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,19 @@ def _heartbeat_loop(app: Flask, interval: float) -> None:
         socketio.sleep(interval if presence.in_sync else min(interval, RETRY_REGISTER_SECONDS))
 
 
+def _sweep_loop(app: Flask, interval: float) -> None:
+    while True:
+        socketio.sleep(interval)
+        with app.app_context():
+            try:
+                sweep_unconfirmed()
+            except Exception:  # noqa: BLE001  (log and keep sweeping)
+                log.exception("delivery sweep failed")
+
+
 def start_background_tasks(app: Flask) -> None:
-    """Subscribe to the message queue and start the presence heartbeat (multi-process only)."""
+    """Subscribe to the message queue, start the presence heartbeat (multi-process only) and the
+    sweeper of unconfirmed deliveries."""
     manager = socketio.server.manager
     if isinstance(manager, ListeningRedisManager):
         manager.start_listening()
@@ -45,6 +56,7 @@ def start_background_tasks(app: Flask) -> None:
         shared = get_presence().shared
     if shared:
         socketio.start_background_task(_heartbeat_loop, app, app.config["PRESENCE_TTL"] / 3)
+    socketio.start_background_task(_sweep_loop, app, max(1.0, app.config["DELIVERY_CONFIRM_TIMEOUT"] / 3))
 
 
 def raise_file_limit(connections: int) -> None:
@@ -121,6 +133,11 @@ def serve(app: Flask) -> None:
             connection.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
         with app.app_context():
             get_presence().close()
+        # What this process's sockets acknowledged, or its plain sockets were sent, is recorded.
+        try:
+            app.extensions["confirmations"].flush()
+        except Exception:  # noqa: BLE001  (the sweeper of another process will decide)
+            log.exception("could not write delivery confirmations while stopping")
         drained.send()
 
     def give_up() -> None:
@@ -149,11 +166,10 @@ def serve(app: Flask) -> None:
     signal.signal(signal.SIGINT, on_signal)
     eventlet.spawn_n(watch_for_stop)
     start_background_tasks(app)
-    # A full garbage collection walks every tracked object (~150 per connection) and
-    # blocks the process: ~0.1 s with the loaded code alone, ~1 s at 10,000 connections.
-    # CPython runs one after every 10 middle-generation collections while the heap grows
-    # by a quarter, so every connection ramp paid a dozen of them; after 100, a handful.
-    # Measured: S1 745 -> 960 connects/s (medians of four runs), connect p99 255 -> 140 ms.
+    # A full garbage collection walks every tracked object and blocks the process, for
+    # longer the more connections it holds. CPython runs one after every 10 middle-generation
+    # collections while the heap grows by a quarter, so every connection ramp paid a dozen
+    # of them; after 100, a handful (bench/README.md, "Measurements behind the code").
     gc.set_threshold(*GC_THRESHOLDS)
     log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
     eventlet.wsgi.server(

@@ -18,7 +18,7 @@ WHERE clause, so a row is sent by exactly one of them.
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from datetime import UTC, datetime
+from datetime import timedelta
 
 from flask import current_app
 
@@ -32,8 +32,10 @@ from app.services.presence import get_presence
 
 log = logging.getLogger(__name__)
 
-# Heartbeats carry the sender's clock; allow for that much difference between machines.
-CLOCK_SKEW_SECONDS = 2.0
+# Log lines that operators and tests read (tests/support/logs.py).
+CONNECTED_LOG = "user %s connected (sid %s): %d pending sent"
+DISCONNECTED_LOG = "user %s disconnected (sid %s); %d unacknowledged put back"
+PROCESS_REAPED_LOG = "process %s stopped without closing its sockets: %d user(s) no longer counted online"
 
 
 def _publishing_together():
@@ -76,6 +78,7 @@ def create_notifications(user_ids: Sequence[str], message: str) -> list[Notifica
             created_at=now,
             delivered_at=now if user_id in online else None,
             read_at=None,
+            received_at=None,
         )
         for notification_id, user_id in zip(new_ids(len(targets)), targets, strict=True)
     ]
@@ -111,7 +114,9 @@ def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
     if not departed:
         return
     back = [n for n in delivered if n.user_id in departed]
-    rows.requeue(Notification.__table__.c.id.in_([n.id for n in back]))
+    _flush_confirmations()  # a plain socket of this process that got it before leaving
+    table = Notification.__table__
+    rows.requeue(table.c.id.in_([n.id for n in back]), table.c.received_at.is_(None))
     for notification in back:
         notification.status, notification.delivered_at = NotificationStatus.PENDING, None
     log.info("%d user(s) left while their notification was written: kept PENDING", len(departed))
@@ -149,36 +154,46 @@ def presence_tick() -> None:
     """One heartbeat of this process: prove it alive, restore, reap (see presence.py).
 
     After a Redis outage this process's sockets are registered again and their
-    users get what was stored PENDING meanwhile. When another process died, the
-    notifications marked DELIVERED to its users since its last heartbeat may never
-    have reached anyone: they go back to PENDING, and are sent at once to those of
-    its users who are connected elsewhere.
+    users get what was stored PENDING meanwhile. A dead process is taken out of
+    presence; what it had sent and never got confirmed comes back through
+    `sweep_unconfirmed`, like anything else that was lost on the way.
     """
     presence = get_presence()
     tick = presence.heartbeat()
-    to_send = set(tick.resynced_users)
     for dead in tick.dead:
-        requeued = _requeue_unconfirmed(dead.user_ids, since=dead.last_beat - CLOCK_SKEW_SECONDS)
         presence.finish_reaping(dead)
-        log.warning(
-            "process %s stopped without closing its %d user(s); %d notification(s) back to PENDING",
-            dead.process_id,
-            len(dead.user_ids),
-            requeued,
-        )
-        to_send |= presence.online(dead.user_ids)
-    if to_send:
-        send_pending(to_send)
+        log.warning(PROCESS_REAPED_LOG, dead.process_id, len(dead.user_ids))
+    if tick.resynced_users:
+        send_pending(tick.resynced_users)
 
 
-def _requeue_unconfirmed(user_ids: set[str], since: float) -> int:
-    if not user_ids:
+def sweep_unconfirmed() -> int:
+    """Put back to PENDING what was sent and not confirmed in time, and send it again.
+
+    One mechanism for every way a send can be lost (a socket closed mid-send, a
+    process killed, a message-queue publish that never arrived): a notification
+    sent DELIVERY_CONFIRM_TIMEOUT seconds ago that no acknowledging socket
+    acknowledged, and that no plain socket was sent, goes back to PENDING; users
+    online get it at once (by whichever process claims it), others on connect.
+    Safe in every process at once: the requeue is one conditional UPDATE.
+    """
+    timeout = current_app.config["DELIVERY_CONFIRM_TIMEOUT"]
+    _flush_confirmations()
+    users = rows.requeue_unconfirmed(sent_before=utcnow() - timedelta(seconds=timeout))
+    if not users:
         return 0
-    table = Notification.__table__
-    return rows.requeue(
-        table.c.user_id.in_(sorted(user_ids)),
-        table.c.delivered_at >= datetime.fromtimestamp(since, UTC),
+    log.warning(
+        "%d user(s) had notifications unconfirmed after %ss: back to PENDING, sent again if online",
+        len(users),
+        timeout,
     )
+    online = get_presence().online(users)
+    return send_pending(online) if online else 0
+
+
+def _flush_confirmations() -> None:
+    """Write this process's gathered confirmations before deciding what was not received."""
+    current_app.extensions["confirmations"].flush()
 
 
 def send_pending(user_ids: set[str]) -> int:
@@ -222,26 +237,29 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
         socketio.server.leave_room(sid, user_room(user_id), namespace=NAMESPACE)
         raise
     pending = _emit_pending(claimed, to=sid)
-    log.info("user %s connected (sid %s): %d pending sent", user_id, sid, len(pending))
+    log.info(CONNECTED_LOG, user_id, sid, len(pending))
     return pending
 
 
 def disconnect_socket(sid: str) -> str | None:
     """Stop counting socket `sid`; put back to PENDING what it never acknowledged.
 
-    Only when the user has no other socket left: another socket of theirs got
-    the same notifications. If the user connected again meanwhile, the rows put
-    back are sent to them at once. Returns the socket's user, if it was counted.
+    An acknowledging socket's unacknowledged sends go back unless something else
+    confirmed them meanwhile (another socket's acknowledgement, a plain socket);
+    if the user still has a socket, they are sent again at once. A plain socket
+    has none. Returns the socket's user, if it was counted.
     """
     presence = get_presence()
     user_id = presence.remove(sid)
-    unconfirmed = current_app.extensions["deliveries"].forget(sid)
+    unacknowledged = current_app.extensions["deliveries"].forget(sid)
     if user_id is None:
         return None
     requeued = 0
-    if unconfirmed and not presence.online([user_id]):
-        requeued = rows.requeue(Notification.__table__.c.id.in_(unconfirmed))
+    if unacknowledged:
+        _flush_confirmations()
+        table = Notification.__table__
+        requeued = rows.requeue(table.c.id.in_(unacknowledged), table.c.received_at.is_(None))
         if requeued and presence.online([user_id]):
             send_pending({user_id})
-    log.info("user %s disconnected (sid %s); %d unacknowledged put back", user_id, sid, requeued)
+    log.info(DISCONNECTED_LOG, user_id, sid, requeued)
     return user_id

@@ -88,6 +88,7 @@ def mark_read(user_id: str, notification_id: str) -> Notification:
                 read_at=now,
                 # Read through the REST API before any socket got it: it reached the user.
                 delivered_at=func.coalesce(Notification.delivered_at, now),
+                received_at=func.coalesce(Notification.received_at, now),
             )
             .execution_options(synchronize_session=False)
         )

@@ -4,6 +4,7 @@ Each statement is built once (per dialect where conversion differs) and commits 
 rolls back on its own, so callers see either the whole change or none of it.
 """
 
+from datetime import datetime
 from functools import lru_cache
 from operator import attrgetter
 
@@ -14,6 +15,7 @@ from app.models import RECORD_COLUMNS, Notification, NotificationRecord, utcnow
 from app.protocol import NotificationStatus
 
 _TABLE = Notification.__table__
+CONFIRM_BATCH = 500  # ids per UPDATE ... IN (...)
 _INSERT_NAMES = [f"raw_{column.key}" for column in RECORD_COLUMNS]
 # Parameters typed as String, which converts nothing: the values go to the driver as they are.
 _INSERT_CONVERTED = insert(_TABLE).values(
@@ -110,3 +112,46 @@ def has_pending(user_id: str) -> bool:
     found = db.session.execute(_HAS_PENDING, {"user_id": user_id}).first()
     db.session.commit()  # end the read transaction, so the next read sees new rows
     return found is not None
+
+
+def confirm(notification_ids: list[str]) -> int:
+    """Stamp `received_at` on these notifications (those not stamped yet); how many were."""
+    table = _TABLE
+    confirmed = 0
+    now = utcnow()
+    try:
+        for start in range(0, len(notification_ids), CONFIRM_BATCH):
+            batch = notification_ids[start : start + CONFIRM_BATCH]
+            result = db.session.execute(
+                update(table)
+                .where(table.c.id.in_(batch), table.c.received_at.is_(None))
+                .values(received_at=now)
+            )
+            confirmed += result.rowcount
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return confirmed
+
+
+def requeue_unconfirmed(sent_before: datetime) -> set[str]:
+    """Put back to PENDING what was sent before `sent_before` and never confirmed; their users."""
+    table = _TABLE
+    statement = (
+        update(table)
+        .where(
+            table.c.status == NotificationStatus.DELIVERED,
+            table.c.received_at.is_(None),
+            table.c.delivered_at < sent_before,
+        )
+        .values(status=NotificationStatus.PENDING, delivered_at=None)
+        .returning(table.c.user_id)
+    )
+    try:
+        users = {row.user_id for row in db.session.execute(statement)}
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return users

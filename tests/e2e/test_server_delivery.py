@@ -1,5 +1,7 @@
 """The real server delivers over real Socket.IO clients (websocket transport): live, pending, every socket."""
 
+import threading
+
 import pytest
 
 from tests.support.clients import connect
@@ -96,3 +98,45 @@ def test_user_never_receives_another_users_notification(live_server, socket_clie
     assert alice.notification_ids() == [n["id"] for n in for_alice]
     listed = live_server.list_notifications("bob")
     assert [n["id"] for n in listed.json()] == [for_bob["id"]]
+
+
+def test_plain_client_never_gets_a_notification_twice_and_its_status_never_goes_back(
+    live_server, socket_client
+):
+    first = socket_client()
+    # A plain client, as every client of the original service: its handlers never answer
+    # an acknowledgement request (the gate holds python-socketio's automatic answer back).
+    first.ack_gate = threading.Event()
+    connect(first, live_server, "pat")
+    [seen] = live_server.send(["pat"], "seen live")
+    first.wait_received(seen["id"])
+    first.disconnect()
+    first.ack_gate.set()
+    [later] = live_server.send(["pat"], "sent while away")
+    second = socket_client()
+    connect(second, live_server, "pat")
+    second.wait_received(later["id"])
+    [after] = live_server.send(["pat"], "after the reconnect")
+    second.wait_received(after["id"])
+    assert sorted(second.notification_ids()) == sorted([later["id"], after["id"]])
+    pending = [n["id"] for n in live_server.list_notifications("pat").json() if n["status"] == "PENDING"]
+    assert pending == []
+
+
+def test_acknowledging_client_gets_again_what_it_received_but_never_acknowledged(
+    live_server, socket_client
+):
+    first = socket_client()
+    first.ack_gate = threading.Event()  # its handler holds the acknowledgement back
+    connect(first, live_server, "ada", ack=True)
+    [note] = live_server.send(["ada"], "received, not acknowledged")
+    first.wait_received(note["id"])
+    sid = first.get_sid()
+    first.disconnect()
+    first.ack_gate.set()
+    live_server.wait_disconnected(sid)
+    assert live_server.statuses([note["id"]]) == {note["id"]: "PENDING"}
+    second = socket_client()
+    connect(second, live_server, "ada", ack=True)
+    second.wait_received(note["id"])
+    assert second.pending_ids() == {note["id"]}

@@ -82,7 +82,7 @@ def test_sigterm_during_a_socket_connect_stops_the_server_and_loses_nothing(live
     [waiting] = live_server.send(["bob"], "stored while bob was away")
     bob = socket_client()
     with write_lock_elsewhere(live_server.db_path):
-        connecting = in_background(lambda: connect(bob, live_server, "bob"))
+        connecting = in_background(lambda: connect(bob, live_server, "bob", ack=True))
         wait_for(
             lambda: stuck(live_server),
             message="the connect to be claiming bob's pending notification",

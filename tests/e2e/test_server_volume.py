@@ -44,7 +44,7 @@ def test_connects_and_disconnects_during_sends_lose_nothing(live_server, socket_
             for _ in range(cycles):
                 client = socket_client()
                 clients.append(client)
-                connect(client, live_server, user)
+                connect(client, live_server, user, ack=True)
                 client.disconnect()
         except Exception as exc:  # noqa: BLE001 - reported by the test thread
             errors.append(exc)

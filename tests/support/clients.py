@@ -83,16 +83,25 @@ class RecordingClient(socketio.Client):
     # ---- connecting --------------------------------------------------------
 
     def open(
-        self, url: str, token: str | None, *, via: str = "header", transports=("websocket",), headers=None
+        self,
+        url: str,
+        token: str | None,
+        *,
+        via: str = "header",
+        transports=("websocket",),
+        headers=None,
+        ack: bool = False,
     ) -> "RecordingClient":
         """Connect to `url` with `token` in the `Authorization` header (`via="header"`) or the
-        `auth` payload (`via="auth"`); `transports=None` lets python-socketio choose."""
+        `auth` payload (`via="auth"`); `transports=None` lets python-socketio choose. With
+        `ack=True` it is an acknowledging client (python-socketio acknowledges each event
+        when its handler returns); otherwise a plain one."""
         headers = dict(headers or {})
-        auth = None
+        auth = {"ack": True} if ack else None
         if token is not None and via == "header":
             headers = {**bearer(token), **headers}
         elif token is not None:
-            auth = {"token": token}
+            auth = {**(auth or {}), "token": token}
         self.connect(
             url,
             headers=headers,
@@ -139,9 +148,17 @@ class RecordingClient(socketio.Client):
         )
 
 
-def connect(client: RecordingClient, server, user_id: str | None = None, *, via: str = "header", token=None):
+def connect(
+    client: RecordingClient,
+    server,
+    user_id: str | None = None,
+    *,
+    via: str = "header",
+    token=None,
+    ack: bool = False,
+):
     """Connect `client` to `server` (anything with `.url` and `.token()`) over the websocket transport,
     with `token`, else a token of `user_id`, else none; in a header or in `auth` (`via`)."""
     if token is None and user_id is not None:
         token = server.token(user_id)
-    return client.open(server.url, token, via=via)
+    return client.open(server.url, token, via=via, ack=ack)

@@ -23,6 +23,7 @@ from tests.support.wire import ADMIN_ROUTE
 log = logging.getLogger(__name__)
 
 PRESENCE_TTL = 3  # seconds; short, so that a killed process stops counting quickly
+CONFIRM_TIMEOUT = 3  # seconds; short, so that what a killed process never sent comes back quickly
 PRESENCE_PREFIX = "notifications:presence"  # the server's default key prefix (not overridden)
 HTTP_TIMEOUT = 30  # seconds for a request to a process whose database a test may hold locked
 LOG_WAIT_TIMEOUT = 15
@@ -102,6 +103,7 @@ class Cluster:
             DATABASE_URL=self.database.url,
             JWT_SECRET_KEY=self.secret,
             PRESENCE_TTL=str(PRESENCE_TTL),
+            DELIVERY_CONFIRM_TIMEOUT=str(CONFIRM_TIMEOUT),
             HOST="127.0.0.1",
             APP_ENV="development",
             LOG_LEVEL="INFO",
@@ -170,13 +172,14 @@ class Cluster:
         return {n["userId"]: n for n in response.json()["notifications"]}
 
     def connect(
-        self, server_or_url, user_id: str, transports=("websocket",), name: str = "", headers=None
+        self, server_or_url, user_id: str, transports=("websocket",), name: str = "", headers=None, ack=True
     ) -> RecordingClient:
-        """A recording client of `user_id`, connected to a server (or a proxy's URL)."""
+        """A recording client of `user_id` (acknowledging unless `ack=False`), connected to a
+        server (or a proxy's URL)."""
         url = server_or_url.url if isinstance(server_or_url, ServerProcess) else server_or_url
         client = RecordingClient(user_id, name)
         self.clients.append(client)
-        return client.open(url, self.token(user_id), transports=transports, headers=headers)
+        return client.open(url, self.token(user_id), transports=transports, headers=headers, ack=ack)
 
     def disconnect_clients(self) -> None:
         clients, self.clients = self.clients, []

@@ -1,23 +1,29 @@
 """Lines of the server's output that tests read, as %-style templates, and how to find them in a log.
 
-Each template is the message at its log site (named below); a test looks for a line
+Each template is the message constant at its log site (imported below); a test looks for a line
 written from it with `logged()`, fixing some of its values and leaving the others open.
 """
 
 import re
 
-# app/services/delivery.py
-USER_CONNECTED = "user %s connected (sid %s): %d pending sent"
-USER_DISCONNECTED = "user %s disconnected (sid %s); %d unacknowledged put back"
-PROCESS_REAPED = "process %s stopped without closing its %d user(s); %d notification(s) back to PENDING"
-# app/services/presence/redis.py
-PRESENCE_REGISTERED = "presence: registered %d socket(s) of %d user(s) as process %s (was %s)"
-REDIS_UNREACHABLE = (
-    "presence: Redis unreachable (%s); only this process's own sockets count "
-    "until it is back, other users' notifications stay PENDING"
-)
-# app/cli.py (`send-notification`, on stderr)
-NO_SERVER_ANSWERS = "no server answers at %s: storing for delivery on connect"
+from app.cli import NO_SERVER_MESSAGE as NO_SERVER_ANSWERS  # stderr of send-notification
+from app.services.delivery import CONNECTED_LOG as USER_CONNECTED
+from app.services.delivery import DISCONNECTED_LOG as USER_DISCONNECTED
+from app.services.delivery import PROCESS_REAPED_LOG as PROCESS_REAPED
+from app.services.presence.redis import REGISTERED_LOG as PRESENCE_REGISTERED
+from app.services.presence.redis import UNREACHABLE_LOG as REDIS_UNREACHABLE
+
+__all__ = [
+    "NO_SERVER_ANSWERS",
+    "PRESENCE_REGISTERED",
+    "PROCESS_REAPED",
+    "REDIS_UNREACHABLE",
+    "USER_CONNECTED",
+    "USER_DISCONNECTED",
+    "logged",
+    "logged_values",
+    "pattern",
+]
 
 _PLACEHOLDER = re.compile(r"%(?:%|[-#0 +]*\d*(?:\.\d+)?[sdrif])")
 

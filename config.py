@@ -111,6 +111,12 @@ class Config:
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 4 * 1024 * 1024)
     MAX_RECIPIENTS = _env_int("MAX_RECIPIENTS", 10_000)
     MAX_MESSAGE_LENGTH = _env_int("MAX_MESSAGE_LENGTH", 2_000)
+    # Bytes of a notification's `data` object, as compact UTF-8 JSON.
+    MAX_DATA_BYTES = _env_int("MAX_DATA_BYTES", 4096)
+    # Hours an Idempotency-Key's first answer is replayed.
+    IDEMPOTENCY_KEY_HOURS = _env_int("IDEMPOTENCY_KEY_HOURS", 24)
+    # Seconds a request waits for a concurrent one with the same Idempotency-Key before 409.
+    IDEMPOTENCY_WAIT_SECONDS = _env_int("IDEMPOTENCY_WAIT_SECONDS", 10)
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
     PUBLIC_DIR = BASE_DIR / "public"

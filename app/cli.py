@@ -1,4 +1,4 @@
-"""Flask commands: send a notification, sign a token."""
+"""Flask commands: send a notification, sign a token, prune old notifications."""
 
 import json
 import urllib.error
@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 from app.auth import create_token
 from app.models import NotificationStatus
 from app.schemas import CreateNotificationsSchema, notification_to_wire
-from app.services import delivery
+from app.services import delivery, retention
 from app.services.presence import get_presence
 
 # What send-notification says on stderr when it stores rows itself (tests read it).
@@ -97,7 +97,30 @@ def create_token_command(user_id: str, admin: bool, expires_in: int | None) -> N
     click.echo(create_token(user_id, admin=admin, expires_in=expires_in))
 
 
+@click.command("prune-notifications")
+@with_appcontext
+@click.option(
+    "--older-than", "days", type=click.IntRange(min=0), required=True, help="Age in days (created before)."
+)
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in NotificationStatus], case_sensitive=False),
+    default=None,
+    help="Only notifications of this status, e.g. READ.",
+)
+def prune_notifications(days: int, status: str | None) -> None:
+    """Delete notifications older than --older-than days, in batches; and expired idempotency keys.
+
+    Safe to run from cron while the server runs: each batch is a short transaction.
+    """
+    chosen = NotificationStatus(status.upper()) if status else None
+    deleted = retention.prune_notifications(days, chosen)
+    keys = retention.prune_idempotency_keys()
+    click.echo(f"deleted {deleted} notification(s), {keys} expired idempotency key(s)")
+
+
 def register_commands(app: Flask) -> None:
     """Add the commands to `flask`."""
     app.cli.add_command(send_notification)
     app.cli.add_command(create_token_command)
+    app.cli.add_command(prune_notifications)

@@ -5,7 +5,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Enum, Index, String, Text, TypeDecorator, text
+from sqlalchemy import JSON, DateTime, Enum, Index, String, Text, TypeDecorator, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -65,6 +65,7 @@ class UTCTimestamp(TypeDecorator):
 
 
 UNCONFIRMED = "status = 'DELIVERED' AND received_at IS NULL"
+UNREAD = "status <> 'READ'"
 
 
 class Notification(db.Model):
@@ -91,12 +92,23 @@ class Notification(db.Model):
     read_at: Mapped[datetime | None] = mapped_column(UTCTimestamp())
     # When the user's client confirmed it (an acknowledgement, or a send to a plain client).
     received_at: Mapped[datetime | None] = mapped_column(UTCTimestamp())
+    # Optional JSON object the sender attached (e.g. where to go when clicked).
+    data: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    # The `sub` of the admin token that sent it.
+    created_by: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         # "this user's pending ones, oldest first" (connect) and the ?status= filter.
         Index("ix_notifications_user_status_created", "user_id", "status", "created_at"),
         # "this user's newest first" with a (created_at, id) cursor.
         Index("ix_notifications_user_created_id", "user_id", "created_at", "id"),
+        # "how many of this user's are unread": only unread rows are in it.
+        Index(
+            "ix_notifications_unread",
+            "user_id",
+            postgresql_where=text(UNREAD),
+            sqlite_where=text(UNREAD),
+        ),
         # The sweeper's "sent, never confirmed, since when": only such rows are in it.
         Index(
             "ix_notifications_unconfirmed",
@@ -126,6 +138,22 @@ class NotificationRecord:
     delivered_at: datetime | None
     read_at: datetime | None
     received_at: datetime | None = None
+    data: dict | None = None
+    created_by: str | None = None
 
 
 RECORD_COLUMNS = tuple(Notification.__table__.c[name] for name in NotificationRecord.__slots__)
+
+
+class IdempotencyKey(db.Model):
+    """The first answer to an admin send made with an `Idempotency-Key`, kept 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+
+    admin: Mapped[str] = mapped_column(String(255), primary_key=True)  # the sender's `sub`
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical JSON body
+    answer: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # None while in progress
+    created_at: Mapped[datetime] = mapped_column(UTCTimestamp(), default=utcnow)
+
+    __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)

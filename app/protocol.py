@@ -12,6 +12,10 @@ NAMESPACE = "/"
 NEW_NOTIFICATION = "new_notification"
 PENDING_NOTIFICATIONS = "pending_notifications"
 TOKEN_EXPIRED = "token_expired"
+UNREAD_COUNT = "unread_count"
+NOTIFICATION_UPDATED = "notification_updated"
+NOTIFICATION_DELETED = "notification_deleted"
+NOTIFICATIONS_READ_ALL = "notifications_read_all"
 # client -> server
 REFRESH_TOKEN = "refresh_token"
 

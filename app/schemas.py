@@ -1,5 +1,6 @@
 """Marshmallow schemas: what goes in and out on the wire (camelCase)."""
 
+import json
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -53,14 +54,23 @@ class NotificationSchema(Schema):
     created_at = UTCDateTime(data_key="createdAt", dump_only=True)
     delivered_at = UTCDateTime(data_key="deliveredAt", dump_only=True, allow_none=True)
     read_at = UTCDateTime(data_key="readAt", dump_only=True, allow_none=True)
+    data = fields.Dict(
+        dump_only=True, allow_none=True, metadata={"description": "the sender's JSON object, or null"}
+    )
 
 
-def notification_to_wire(n) -> dict:
+class SentNotificationSchema(NotificationSchema):
+    """A notification as the admin who sent it sees it: with who sent it."""
+
+    created_by = fields.String(data_key="createdBy", dump_only=True, allow_none=True)
+
+
+def notification_to_wire(n, sender: bool = False) -> dict:
     """What `NotificationSchema().dump(n)` gives, built directly.
 
     Used on the hot paths (every emit, bulk answers), where marshmallow's
     per-field machinery costs more than the database write; a test holds the two
-    equal for every status and timestamp.
+    equal for every status and timestamp. `sender`: the admin's view (SentNotificationSchema).
     """
     return {
         "id": n.id,
@@ -70,13 +80,14 @@ def notification_to_wire(n) -> dict:
         "createdAt": utc_iso(n.created_at),
         "deliveredAt": utc_iso(n.delivered_at),
         "readAt": utc_iso(n.read_at),
-    }
+        "data": n.data,
+    } | ({"createdBy": n.created_by} if sender else {})
 
 
 class NotificationListSchema(Schema):
     """The body of `POST /v1/admin/notifications`'s answer."""
 
-    notifications = fields.List(fields.Nested(NotificationSchema))
+    notifications = fields.List(fields.Nested(SentNotificationSchema))
 
 
 def _not_blank(value: str) -> None:
@@ -137,6 +148,25 @@ class CreateNotificationsSchema(Schema):
         },
     )
 
+    data = fields.Dict(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "any JSON object, stored and sent with it (e.g. `url`: where to go when "
+            "clicked); at most x-maxBytes bytes as compact UTF-8 JSON",
+            CONFIG_LIMITS: {"x-maxBytes": "MAX_DATA_BYTES"},
+        },
+    )
+
+    @validates("data")
+    def _check_data(self, value: dict | None, **_kwargs) -> None:
+        if value is None:
+            return
+        limit = current_app.config["MAX_DATA_BYTES"]
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise ValidationError(f"At most {limit} bytes as compact UTF-8 JSON ({size} given).")
+
     @validates("user_ids")
     def _check_user_ids(self, value: list[str], **_kwargs) -> None:
         limit = current_app.config["MAX_RECIPIENTS"]
@@ -194,3 +224,16 @@ class HealthSchema(Schema):
     """Answer of `GET /healthz`."""
 
     status = fields.String()
+
+
+class UnreadCountSchema(Schema):
+    """Answer of `GET /v1/notifications/unread-count` and payload of `unread_count`."""
+
+    count = fields.Integer(required=True, metadata={"description": "the user's notifications not READ"})
+
+
+class ReadAllSchema(Schema):
+    """Answer of `POST /v1/notifications/read-all`."""
+
+    updated = fields.Integer(required=True, metadata={"description": "how many this call marked READ"})
+    read_at = UTCDateTime(data_key="readAt", required=True, metadata={"description": "their one readAt"})

@@ -10,8 +10,7 @@ from app.extensions import db
 from app.models import Notification
 from app.services import delivery, inbox
 from tests.support.inprocess import received
-
-SECRET_FIELDS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "readAt"}
+from tests.support.wire import SENT_WIRE_KEYS, WIRE_KEYS
 
 
 def count_rows(app) -> int:
@@ -34,7 +33,7 @@ def test_admin_post_creates_one_object_per_user(admin_post, socket_client):
     notes = response.get_json()["notifications"]
     assert {n["userId"]: n["status"] for n in notes} == {"alice": "DELIVERED", "bob": "PENDING"}
     for note in notes:
-        assert set(note) == SECRET_FIELDS
+        assert set(note) == SENT_WIRE_KEYS
         assert note["message"] == "Deploy finished"
         assert note["createdAt"].endswith("Z") and note["readAt"] is None
 
@@ -329,13 +328,15 @@ def test_openapi_document_lists_every_route_with_schemas(client):
         "/v1/notifications",
         "/v1/notifications/{notification_id}/read",
         "/v1/notifications/{notification_id}",
+        "/v1/notifications/unread-count",
+        "/v1/notifications/read-all",
         "/v1/admin/notifications",
         "/healthz",
         "/openapi.json",
     }
     assert set(spec["paths"]["/v1/notifications/{notification_id}"]) == {"delete"}
     notification = spec["components"]["schemas"]["Notification"]["properties"]
-    assert set(notification) == SECRET_FIELDS
+    assert set(notification) == WIRE_KEYS
     body = spec["paths"]["/v1/admin/notifications"]["post"]["requestBody"]["content"]["application/json"][
         "schema"
     ]
@@ -358,4 +359,4 @@ def test_socket_emits_only_reach_the_target(admin_post, socket_client):
     alice, bob = socket_client("alice"), socket_client("bob")
     admin_post(["alice"], "for alice only")
     assert [n["message"] for n in received(alice)["new_notification"]] == ["for alice only"]
-    assert received(bob) == {}
+    assert received(bob) == {"unread_count": [{"count": 0}]}  # what bob got on connect, nothing since

@@ -14,7 +14,8 @@ def test_connected_user_gets_new_notification_live(app, socket_client, admin_pos
     assert sc.is_connected()
     note = admin_post(["alice"], "live!").get_json()["notifications"][0]
     got = received(sc)
-    assert got["new_notification"] == [note]
+    assert got["new_notification"] == [{k: v for k, v in note.items() if k != "createdBy"}]
+    assert got["unread_count"] == [{"count": 0}, {"count": 1}]  # after connect, after the new one
     assert note["status"] == "DELIVERED"
     assert stored_statuses(app, "alice") == {note["id"]: "DELIVERED"}
 
@@ -35,13 +36,13 @@ def test_no_pending_event_when_nothing_is_pending(socket_client, admin_post):
     first = socket_client("bob")
     assert "pending_notifications" in received(first)
     second = socket_client("bob")
-    assert received(second) == {}
+    assert received(second) == {"unread_count": [{"count": 1}]}
 
 
 def test_read_notifications_are_not_resent_on_connect(client, socket_client, admin_post, auth_header):
     note = admin_post(["bob"]).get_json()["notifications"][0]
     client.put(f"/v1/notifications/{note['id']}/read", headers=auth_header("bob"))
-    assert received(socket_client("bob")) == {}
+    assert received(socket_client("bob")) == {"unread_count": [{"count": 0}]}
 
 
 def test_two_sockets_of_one_user_both_receive_and_presence_lasts_until_the_last(
@@ -123,7 +124,7 @@ def test_socket_whose_token_expires_gets_token_expired_and_is_closed(app, socket
     sc = socket_client(raw_token=_short_token(app, "alice", 1))
     assert sc.is_connected()
     assert _wait_disconnected(sc), "the socket outlived its token"
-    assert _received_before_close(sc) == {"token_expired": [{}]}
+    assert _received_before_close(sc) == {"unread_count": [{"count": 0}], "token_expired": [{}]}
     note = admin_post(["alice"], "after expiry").get_json()["notifications"][0]
     assert note["status"] == "PENDING"
 
@@ -160,7 +161,7 @@ def test_refused_refresh_changes_nothing(app, socket_client, token, payload, err
     answer = sc.emit("refresh_token", sent, callback=True)
     assert answer["ok"] is False and answer["error"] == error
     assert _wait_disconnected(sc), "a refused refresh kept the socket past its token"
-    assert _received_before_close(sc) == {"token_expired": [{}]}
+    assert _received_before_close(sc) == {"unread_count": [{"count": 0}], "token_expired": [{}]}
 
 
 @pytest.mark.parametrize("name", ["disconnect", "connect"])

@@ -1,5 +1,7 @@
 """REST routes: a user's own notifications, and the admin route that sends them."""
 
+import re
+
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
 
@@ -8,10 +10,14 @@ from app.schemas import (
     CreateNotificationsSchema,
     ListQuerySchema,
     notification_to_wire,
+    utc_iso,
 )
-from app.services import delivery, inbox
+from app.services import delivery, idempotency, inbox
 
 bp = Blueprint("notifications", __name__, url_prefix="/v1")
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_KEY_FORM = re.compile(r"[\x20-\x7e]{1,255}")
 
 _query = ListQuerySchema()
 _create = CreateNotificationsSchema()
@@ -58,10 +64,44 @@ def delete_notification(notification_id: str):
     return "", 204
 
 
+@bp.get("/notifications/unread-count")
+@user_required
+def unread_count():
+    """How many of the caller's notifications are not READ."""
+    count = inbox.unread_count(current_identity().user_id)
+    return {"count": count}
+
+
+@bp.post("/notifications/read-all")
+@user_required
+def read_all():
+    """Mark every unread notification of the caller READ, with one `readAt`; a repeat updates 0."""
+    updated, read_at = inbox.read_all(current_identity().user_id)
+    return {"updated": updated, "readAt": utc_iso(read_at)}
+
+
 @bp.post("/admin/notifications")
 @admin_required
 def create_notifications():
-    """Send one notification to each of `userIds`; 201 with every stored notification."""
-    data = _create.load(_json_body())
-    created = delivery.create_notifications(data["user_ids"], data["message"])
-    return {"notifications": [notification_to_wire(n) for n in created]}, 201
+    """Send one notification to each of `userIds`; 201 with every stored notification.
+
+    With an `Idempotency-Key` header, a retry with the same body answers as the first
+    time (header `Idempotent-Replayed: true`) and stores nothing.
+    """
+    body = _json_body()
+    data = _create.load(body)
+    sender = current_identity().user_id
+
+    def send(claim=None) -> dict:
+        created = delivery.create_notifications(
+            data["user_ids"], data["message"], data=data["data"], created_by=sender, before_commit=claim
+        )
+        return {"notifications": [notification_to_wire(n, sender=True) for n in created]}
+
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return send(), 201
+    if not IDEMPOTENCY_KEY_FORM.fullmatch(key):
+        raise BadRequest(f"{IDEMPOTENCY_KEY} must be 1-255 printable ASCII characters.")
+    answer, replayed = idempotency.send_once(sender, key, body, send)
+    return answer, 201, {"Idempotent-Replayed": "true"} if replayed else {}

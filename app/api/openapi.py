@@ -14,6 +14,8 @@ from app.schemas import (
     ListQuerySchema,
     NotificationListSchema,
     NotificationSchema,
+    ReadAllSchema,
+    UnreadCountSchema,
 )
 
 API_VERSION = "1.0.0"
@@ -77,17 +79,43 @@ OPERATIONS = {
         "parameters": [_ID],
         "responses": {"204": {"description": "deleted"}, **_API_ERRORS, **_NOT_FOUND},
     },
+    "notifications.unread_count": {
+        "responses": {"200": _json(UnreadCountSchema, "the caller's notifications not READ"), **_API_ERRORS},
+    },
+    "notifications.read_all": {
+        "responses": {"200": _json(ReadAllSchema, "how many were marked READ, their readAt"), **_API_ERRORS},
+    },
     "notifications.create_notifications": {
+        "parameters": [
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "description": "makes a retry safe: the same key and body from the same admin within "
+                "24 hours answer as the first time and store nothing",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": CreateNotificationsSchema}},
         },
         "responses": {
-            "201": _json(NotificationListSchema, "one notification per distinct user"),
+            "201": {
+                **_json(NotificationListSchema, "one notification per distinct user"),
+                "headers": {
+                    "Idempotent-Replayed": {
+                        "description": "`true`: the stored answer of an earlier request with the key",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    }
+                },
+            },
             # Not 415: the contract answers a body that is not JSON with 400.
-            "400": _error("invalid body, or a Content-Type other than JSON; nothing stored"),
+            "400": _error("invalid body, a Content-Type other than JSON, or a malformed Idempotency-Key"),
             "403": _error("the token is not an admin's"),
+            "409": _error("a request with this Idempotency-Key is still being processed"),
             "413": _error("body over the size limit (MAX_CONTENT_LENGTH); nothing stored"),
+            "422": _error("this Idempotency-Key was used with another body (`idempotency_key_reused`)"),
             **_API_ERRORS,
         },
     },

@@ -16,7 +16,7 @@ WHERE clause, so a row is sent by exactly one of them.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import timedelta
 
@@ -25,14 +25,22 @@ from flask import current_app
 from app.errors import DomainError, TooManySocketsError
 from app.extensions import db, socketio
 from app.models import Notification, NotificationRecord, new_ids, utcnow
-from app.protocol import NAMESPACE, NEW_NOTIFICATION, PENDING_NOTIFICATIONS, NotificationStatus, user_room
+from app.protocol import (
+    NAMESPACE,
+    NEW_NOTIFICATION,
+    PENDING_NOTIFICATIONS,
+    UNREAD_COUNT,
+    NotificationStatus,
+    user_room,
+)
 from app.schemas import notification_to_wire as to_wire
-from app.services import rows
+from app.services import inbox, rows
 from app.services.presence import get_presence
 
 log = logging.getLogger(__name__)
 
 # Log lines that operators and tests read (tests/support/logs.py).
+CREATED_LOG = "created %d notification(s) sent by %s: %d delivered live, %d pending"
 CONNECTED_LOG = "user %s connected (sid %s): %d pending sent"
 DISCONNECTED_LOG = "user %s disconnected (sid %s); %d unacknowledged put back"
 PROCESS_REAPED_LOG = "process %s stopped without closing its sockets: %d user(s) no longer counted online"
@@ -54,11 +62,19 @@ def _emit_each(notifications: Sequence[NotificationRecord]) -> None:
             )
 
 
-def create_notifications(user_ids: Sequence[str], message: str) -> list[NotificationRecord]:
+def create_notifications(
+    user_ids: Sequence[str],
+    message: str,
+    data: dict | None = None,
+    created_by: str | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> list[NotificationRecord]:
     """Store one notification per distinct user and send it live to those online.
 
     All rows go in with one INSERT in one transaction; a row is DELIVERED when its
-    user had a socket connected, else PENDING (sent on their next connect).
+    user had a socket connected, else PENDING (sent on their next connect). Users who
+    got it live also get their new unread count. `before_commit` runs inside that
+    transaction (an idempotency key is claimed there: both are stored, or neither).
     """
     targets = list(dict.fromkeys(user_ids))
     if not targets or not all(isinstance(u, str) and u for u in targets):
@@ -79,11 +95,15 @@ def create_notifications(user_ids: Sequence[str], message: str) -> list[Notifica
             delivered_at=now if user_id in online else None,
             read_at=None,
             received_at=None,
+            data=data,
+            created_by=created_by,
         )
         for notification_id, user_id in zip(new_ids(len(targets)), targets, strict=True)
     ]
     try:
         rows.insert(created)
+        if before_commit is not None:
+            before_commit()
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -91,14 +111,21 @@ def create_notifications(user_ids: Sequence[str], message: str) -> list[Notifica
     _emit_each([n for n in created if n.status is NotificationStatus.DELIVERED])
     _requeue_for_departed(created, presence)
     _deliver_to_late_arrivals(created, presence)
-    delivered = sum(1 for n in created if n.status is NotificationStatus.DELIVERED)
-    log.info(
-        "created %d notification(s): %d delivered live, %d pending",
-        len(created),
-        delivered,
-        len(created) - delivered,
-    )
+    live = {n.user_id for n in created if n.status is NotificationStatus.DELIVERED}
+    _send_unread_counts(live)
+    log.info(CREATED_LOG, len(created), created_by or "-", len(live), len(created) - len(live))
     return created
+
+
+def _send_unread_counts(user_ids: set[str]) -> None:
+    """The new unread count of each of these (online) users, to all their sockets."""
+    if not user_ids:
+        return
+    counts = inbox.unread_counts(user_ids)
+    db.session.commit()  # end the read transaction
+    with _publishing_together():
+        for user_id, count in counts.items():
+            socketio.emit(UNREAD_COUNT, {"count": count}, to=user_room(user_id), namespace=NAMESPACE)
 
 
 def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
@@ -237,6 +264,7 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
         socketio.server.leave_room(sid, user_room(user_id), namespace=NAMESPACE)
         raise
     pending = _emit_pending(claimed, to=sid)
+    inbox.send_unread_count(user_id, to=sid)  # right after pending_notifications (contract v2)
     log.info(CONNECTED_LOG, user_id, sid, len(pending))
     return pending
 

@@ -1,16 +1,33 @@
-"""A user's inbox: list (cursor pages), mark read, delete. Only ever the user's own rows."""
+"""A user's inbox: list (cursor pages), unread count, mark read, read all, delete.
+
+Only ever the user's own rows. Every change is sent to every socket of the user, on
+any process (the user's room): the changed notification or its id, then the new
+unread count, so that all of the user's devices stay in step.
+"""
 
 import base64
 import binascii
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from app.errors import DomainError, NotFoundError
-from app.extensions import db
+from app.extensions import db, socketio
 from app.models import Notification, utcnow
-from app.protocol import NotificationStatus
+from app.protocol import (
+    NAMESPACE,
+    NOTIFICATION_DELETED,
+    NOTIFICATION_UPDATED,
+    NOTIFICATIONS_READ_ALL,
+    UNREAD_COUNT,
+    NotificationStatus,
+    user_room,
+)
+from app.schemas import notification_to_wire, utc_iso
+
+COUNT_BATCH = 1000  # users per grouped count
 
 
 def encode_cursor(notification: Notification) -> str:
@@ -71,13 +88,51 @@ def _owned(user_id: str, notification_id: str) -> Notification:
     return notification
 
 
+def unread_count(user_id: str) -> int:
+    """How many of the user's notifications are not READ (served by ix_notifications_unread)."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(Notification.user_id == user_id, Notification.status != NotificationStatus.READ)
+    )
+
+
+def unread_counts(user_ids: Iterable[str]) -> dict[str, int]:
+    """`unread_count` of several users in one query."""
+    users = sorted(set(user_ids))
+    counts = dict.fromkeys(users, 0)
+    for start in range(0, len(users), COUNT_BATCH):
+        counts.update(
+            db.session.execute(
+                select(Notification.user_id, func.count())
+                .where(
+                    Notification.user_id.in_(users[start : start + COUNT_BATCH]),
+                    Notification.status != NotificationStatus.READ,
+                )
+                .group_by(Notification.user_id)
+            ).all()
+        )
+    return counts
+
+
+def send_unread_count(user_id: str, to: str | None = None) -> None:
+    """Send the user's unread count to `to` (a socket), or to every socket of the user."""
+    count = unread_count(user_id)
+    db.session.commit()  # end the read transaction
+    socketio.emit(UNREAD_COUNT, {"count": count}, to=to or user_room(user_id), namespace=NAMESPACE)
+
+
+def _to_user(user_id: str, event: str, payload: dict) -> None:
+    socketio.emit(event, payload, to=user_room(user_id), namespace=NAMESPACE)
+
+
 def mark_read(user_id: str, notification_id: str) -> Notification:
-    """Mark one of the user's notifications READ; repeating it changes nothing."""
+    """Mark one of the user's notifications READ; repeating it changes nothing (and sends nothing)."""
     notification = _owned(user_id, notification_id)
     if notification.status is not NotificationStatus.READ:
         now = utcnow()
         # Conditional, so two concurrent calls cannot both stamp a `readAt`.
-        db.session.execute(
+        changed = db.session.execute(
             update(Notification)
             .where(
                 Notification.id == notification_id,
@@ -91,16 +146,50 @@ def mark_read(user_id: str, notification_id: str) -> Notification:
                 received_at=func.coalesce(Notification.received_at, now),
             )
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount
         db.session.commit()
         db.session.refresh(notification)
+        if changed:
+            _to_user(user_id, NOTIFICATION_UPDATED, notification_to_wire(notification))
+            send_unread_count(user_id)
     return notification
+
+
+def read_all(user_id: str) -> tuple[int, datetime]:
+    """Mark every unread notification of the user READ with one `readAt`, in one UPDATE.
+
+    Returns how many it changed and that `readAt`; a repeat changes 0.
+    """
+    now = utcnow()
+    try:
+        updated = db.session.execute(
+            update(Notification)
+            .where(Notification.user_id == user_id, Notification.status != NotificationStatus.READ)
+            .values(
+                status=NotificationStatus.READ,
+                read_at=now,
+                delivered_at=func.coalesce(Notification.delivered_at, now),
+                received_at=func.coalesce(Notification.received_at, now),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    if updated:
+        _to_user(user_id, NOTIFICATIONS_READ_ALL, {"readAt": utc_iso(now), "count": updated})
+        send_unread_count(user_id)
+    return updated, now
 
 
 def delete_notification(user_id: str, notification_id: str) -> None:
     """Delete one of the user's notifications."""
     _owned(user_id, notification_id)
-    db.session.execute(
+    deleted = db.session.execute(
         delete(Notification).where(Notification.id == notification_id, Notification.user_id == user_id)
-    )
+    ).rowcount
     db.session.commit()
+    if deleted:
+        _to_user(user_id, NOTIFICATION_DELETED, {"id": notification_id})
+        send_unread_count(user_id)

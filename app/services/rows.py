@@ -62,9 +62,11 @@ def _converted(values, process):
     done: dict = {}
 
     def convert(value):
-        if value not in done:
-            done[value] = process(value)
-        return done[value]
+        # A fan-out's rows share one `data` dict: unhashable, so known by identity.
+        key = id(value) if isinstance(value, dict) else value
+        if key not in done:
+            done[key] = process(value)
+        return done[key]
 
     return map(convert, values)
 

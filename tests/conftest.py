@@ -109,10 +109,11 @@ def socket_client(app, token):
 def admin_post(client, auth_header):
     """Factory: POST /v1/admin/notifications as an admin; returns the response."""
 
-    def post(user_ids, message="hello", **kwargs):
+    def post(user_ids, message="hello", data=None, **kwargs):
+        body = {"userIds": user_ids, "message": message} | ({"data": data} if data is not None else {})
         return client.post(
             "/v1/admin/notifications",
-            json={"userIds": user_ids, "message": message},
+            json=body,
             headers=auth_header("admin", admin=True),
             **kwargs,
         )

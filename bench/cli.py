@@ -96,6 +96,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep-temp", action="store_true", help="keep the database and the temporary folder (logs)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 2 when any scenario reports a problem")
+    parser.add_argument(
+        "--ack",
+        action="store_true",
+        help="clients connect as acknowledging clients (auth ack: true); default: plain clients",
+    )
     _size_flags(parser)
     args = parser.parse_args(argv)
     if args.workers < 1:
@@ -328,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every scenario ran, 1 when one could not, 2 (--strict) on problems."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.ack:  # read by the load processes (bench/loadgen.py), which inherit the environment
+        os.environ["BENCH_ACK"] = "1"
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     steps, optional = plan(args)
@@ -335,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     document: dict = {
         "machine": machine_info(),
         "quick": args.quick,
+        "acknowledging_clients": args.ack,
         "sizes": dataclasses.asdict(args.sizes),
         "load_processes": {"clients": args.workers, "poster": 1},
         "plan": [{"topology": t.name, "scenarios": list(k)} for t, k in steps],

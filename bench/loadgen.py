@@ -9,11 +9,14 @@ Clients connect over the websocket transport only, with the `Authorization: Bear
 header, never reconnect by themselves (a drop is counted, not hidden), and record every
 notification they get as `(user id, notification id, receive time, kind)`, where kind
 is `n` for `new_notification` and `p` for an item of `pending_notifications`. Their
-handlers return normally, which acknowledges the event to the server.
+handlers return normally, which acknowledges the event when the server asks for it: with
+BENCH_ACK=1 in the environment (`python -m bench --ack`) they connect as acknowledging
+clients (`auth={"ack": true}`), otherwise as plain ones.
 """
 
 import asyncio
 import logging
+import os
 import random
 import resource
 import signal
@@ -27,6 +30,7 @@ import socketio
 from bench.tokens import make_token
 from tests.support.wire import ADMIN_ROUTE
 
+ACKNOWLEDGING = os.environ.get("BENCH_ACK") == "1"
 # Concurrent disconnects while tearing clients down.
 CLOSE_CONCURRENCY = 500
 CLOSE_TIMEOUT = 5.0
@@ -97,6 +101,7 @@ class Client:
             self.sio.connect(
                 url,
                 headers={"Authorization": f"Bearer {token}"},
+                auth={"ack": True} if ACKNOWLEDGING else None,
                 transports=["websocket"],
                 wait_timeout=timeout,
             ),

@@ -3,7 +3,13 @@
 // Connects to Socket.IO on the page's own origin, keeps a live list of the
 // user's notifications and lets the user mark them read or delete them
 // through the REST API. All user-supplied text is put in the DOM with
-// textContent only, never parsed as HTML.
+// textContent only, never parsed as HTML; a notification's `data.url` becomes a
+// link only when it is an absolute http(s) URL.
+//
+// Inbox: the unread badge shows the count the server sends (`unread_count`,
+// after connect and after every change); the events in between adjust it so
+// that it never lags behind the list. Reads, deletes and "Mark all read" made
+// on another tab or device arrive as events and are applied to the list.
 //
 // Token lifetime: the page reads the token's `exp` (without verifying it) to
 // show when it expires and to warn shortly before. A new token for the same
@@ -20,9 +26,15 @@
     PENDING_NOTIFICATIONS: "pending_notifications",
     TOKEN_EXPIRED: "token_expired",
     REFRESH_TOKEN: "refresh_token",
+    UNREAD_COUNT: "unread_count",
+    NOTIFICATION_UPDATED: "notification_updated",
+    NOTIFICATION_DELETED: "notification_deleted",
+    NOTIFICATIONS_READ_ALL: "notifications_read_all",
   });
   // Ranks let a merge never move a notification backwards (see merge()).
   const STATUS_RANK = { PENDING: 0, DELIVERED: 1, READ: 2 };
+  // The only URL schemes a notification's `data.url` may link to.
+  const LINK_PROTOCOLS = new Set(["http:", "https:"]);
   const EXPIRY_WARNING_S = 60;     // warn this long before the token expires
   const REFRESH_TIMEOUT_MS = 10000; // how long to wait for the answer to refresh_token
   // The server closes the socket right after token_expired; should that close
@@ -40,6 +52,9 @@
     expiry: document.getElementById("token-expiry"),
     list: document.getElementById("notifications"),
     empty: document.getElementById("empty"),
+    badge: document.getElementById("unread-badge"),
+    unreadCount: document.getElementById("unread-count"),
+    markAllRead: document.getElementById("mark-all-read"),
   };
 
   let socket = null;           // the current Socket.IO connection, if any
@@ -48,7 +63,12 @@
   let sessionExp = null;       // its `exp` claim (unix seconds), when readable
   let expiryTimer = null;      // interval that keeps the expiry line current
   let refreshing = false;      // a refresh_token request is waiting for its answer
+  let session = 0;             // bumped by every connect(): answers for an earlier session are dropped
+  let unread = null;           // the user's unread count (null until the server sends it)
+  let readingAll = false;      // a "Mark all read" request is waiting for its answer
   const items = new Map();     // notification id -> notification object
+  // Ids deleted during this session: a late snapshot (history, event) must not bring one back.
+  const deleted = new Set();
 
   // ---- small helpers -------------------------------------------------------
 
@@ -108,6 +128,29 @@
 
   function claimExp(claims) {
     return claims && typeof claims.exp === "number" && Number.isFinite(claims.exp) ? claims.exp : null;
+  }
+
+  const rank = (n) => STATUS_RANK[n.status] ?? -1;
+  const isUnread = (n) => n.status !== "READ";
+
+  // Orders two ISO 8601 times of the server (same format, microseconds).
+  function compareTimes(a, b) {
+    const diff = Date.parse(a) - Date.parse(b);
+    if (diff) return diff;
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+
+  // The href of the link a notification's `data.url` makes, or null: only an
+  // absolute http: or https: URL is linked (never javascript:, data:, ...).
+  function safeLinkHref(data) {
+    if (!data || typeof data !== "object" || Array.isArray(data) || typeof data.url !== "string") return null;
+    let url;
+    try {
+      url = new URL(data.url);
+    } catch (e) {
+      return null;
+    }
+    return LINK_PROTOCOLS.has(url.protocol) ? url.href : null;
   }
 
   function formatTime(iso) {
@@ -212,21 +255,76 @@
 
   // Adds or updates notifications by id. A socket event and the history
   // request can race, so an older snapshot (e.g. PENDING from history) must
-  // not overwrite a newer one (DELIVERED from the event, READ after a click).
-  function merge(notifications) {
+  // not overwrite a newer one (DELIVERED from the event, READ after a click),
+  // and a deleted one never comes back.
+  //
+  // `count`: the change of an item from unread to read (or back) moves the
+  // badge, and with `countNew` so does a new unread item. Not for the history:
+  // it is a snapshot of an unknown moment, which the server's count (sent after
+  // connect and after every change) already covers.
+  function merge(notifications, { count = false, countNew = false } = {}) {
     for (const n of notifications) {
-      if (!n || typeof n.id !== "string") continue;
+      if (!n || typeof n.id !== "string" || deleted.has(n.id)) continue;
       const known = items.get(n.id);
-      const rank = (x) => STATUS_RANK[x.status] ?? -1;
-      if (!known || rank(n) >= rank(known)) items.set(n.id, n);
+      if (known && rank(n) < rank(known)) continue;
+      items.set(n.id, n);
+      if (known && count) addUnread(Number(isUnread(n)) - Number(isUnread(known)));
+      else if (!known && countNew && isUnread(n)) addUnread(1);
     }
     render();
+  }
+
+  // Takes a notification out of the list for good (deleted here or elsewhere).
+  function forget(id, { count = false } = {}) {
+    deleted.add(id);
+    const known = items.get(id);
+    if (!known) return;
+    items.delete(id);
+    if (count && isUnread(known)) addUnread(-1);
+    render();
+  }
+
+  // Every unread item created by `readAt` becomes READ at `readAt` (what a
+  // read-all did on the server); the badge is the caller's business.
+  function applyReadAll(readAt) {
+    if (typeof readAt !== "string") return;
+    for (const [id, n] of items) {
+      if (!isUnread(n)) continue;
+      // Created after the read-all: it was not part of it.
+      if (typeof n.createdAt === "string" && compareTimes(n.createdAt, readAt) > 0) continue;
+      items.set(id, { ...n, status: "READ", readAt, deliveredAt: n.deliveredAt ?? readAt });
+    }
+    render();
+  }
+
+  // ---- unread badge ----------------------------------------------------------
+
+  function setUnread(count) {
+    unread = count;
+    renderUnread();
+  }
+
+  // An event's effect on the count, until the server's next `unread_count`.
+  function addUnread(delta) {
+    if (unread === null || !delta) return;
+    setUnread(Math.max(0, unread + delta));
+  }
+
+  function renderUnread() {
+    const count = unread ?? 0;
+    el.unreadCount.textContent = String(count);
+    el.badge.dataset.count = String(count);
+    el.badge.hidden = count === 0;
+    // Nothing unread: nothing to mark. Before the server's first count, the list decides.
+    const anyUnread = unread !== null ? unread > 0 : Array.from(items.values()).some(isUnread);
+    el.markAllRead.disabled = !sessionToken || readingAll || !anyUnread;
   }
 
   function render() {
     const sorted = Array.from(items.values()).sort(newestFirst);
     el.list.replaceChildren(...sorted.map(renderItem));
     el.empty.hidden = sorted.length > 0;
+    renderUnread();
   }
 
   function renderItem(n) {
@@ -238,6 +336,18 @@
     const message = document.createElement("p");
     message.className = "message";
     message.textContent = n.message;
+    li.append(message);
+
+    const href = safeLinkHref(n.data);
+    if (href !== null) {
+      const link = document.createElement("a");
+      link.className = "link";
+      link.href = href;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      link.textContent = href;
+      li.append(link);
+    }
 
     const meta = document.createElement("div");
     meta.className = "meta";
@@ -252,6 +362,16 @@
     created.textContent = formatTime(n.createdAt);
     created.title = n.createdAt;
 
+    const parts = [status, created];
+    if (n.status === "READ" && typeof n.readAt === "string") {
+      const readAt = document.createElement("time");
+      readAt.className = "read-at";
+      readAt.dateTime = n.readAt;
+      readAt.textContent = "read " + formatTime(n.readAt);
+      readAt.title = n.readAt;
+      parts.push(readAt);
+    }
+
     const markRead = document.createElement("button");
     markRead.type = "button";
     markRead.className = "mark-read";
@@ -265,18 +385,20 @@
     remove.textContent = "Delete";
     remove.addEventListener("click", () => deleteNotification(n.id, remove));
 
-    meta.append(status, created, markRead, remove);
-    li.append(message, meta);
+    meta.append(...parts, markRead, remove);
+    li.append(meta);
     return li;
   }
 
   async function markAsRead(id, button) {
     clearError();
     button.disabled = true;
+    const current = session;
     try {
       const updated = await api("PUT", "/v1/notifications/" + encodeURIComponent(id) + "/read");
-      merge([updated]);
+      if (current === session) merge([updated], { count: true });
     } catch (e) {
+      if (current !== session) return;
       showError(e.message);
       button.disabled = false;
     }
@@ -285,22 +407,48 @@
   async function deleteNotification(id, button) {
     clearError();
     button.disabled = true;
+    const current = session;
     try {
       await api("DELETE", "/v1/notifications/" + encodeURIComponent(id));
-      items.delete(id);
-      render();
+      if (current === session) forget(id, { count: true });
     } catch (e) {
+      if (current !== session) return;
       showError(e.message);
       button.disabled = false;
     }
   }
 
+  // The badge is moved by the `notifications_read_all` event that every socket
+  // of the user gets (this one included), not by the answer as well: once.
+  async function markAllRead() {
+    clearError();
+    readingAll = true;
+    renderUnread();
+    const current = session;
+    try {
+      const answer = await api("POST", "/v1/notifications/read-all");
+      if (current === session && answer) {
+        applyReadAll(answer.readAt);
+        // No live socket, so no event will come: the answer says how many it marked.
+        if (!(socket && socket.connected) && Number.isInteger(answer.updated)) addUnread(-answer.updated);
+      }
+    } catch (e) {
+      if (current === session) showError(e.message);
+    } finally {
+      if (current === session) {
+        readingAll = false;
+        renderUnread();
+      }
+    }
+  }
+
   async function loadHistory() {
+    const current = session;
     try {
       const history = await api("GET", "/v1/notifications");
-      if (Array.isArray(history)) merge(history);
+      if (current === session && Array.isArray(history)) merge(history);
     } catch (e) {
-      showError("Could not load notifications: " + e.message);
+      if (current === session) showError("Could not load notifications: " + e.message);
     }
   }
 
@@ -309,10 +457,14 @@
   function connect(token) {
     disconnect();
     clearError();
+    session += 1;
     items.clear();   // a new token may be another user: start from an empty list
-    render();
+    deleted.clear();
+    unread = null;
+    readingAll = false;
     const claims = decodeClaims(token);
     sessionToken = token;
+    render();
     sessionSub = claimSub(claims);
     sessionExp = claimExp(claims);
 
@@ -362,6 +514,7 @@
       sessionToken = null;
       refreshing = false;
       el.connect.disabled = false;
+      renderUnread(); // no token: nothing can be marked read any more
       stopExpiryClock();
       setState("expired", "session ended: token expired");
       showError("The session ended because the access token expired. Enter a new token and press Connect.");
@@ -374,12 +527,29 @@
     // The server asks for an acknowledgement: what a socket was sent but never
     // acknowledged is sent again after a reconnect (merge() drops the duplicates).
     s.on(EVENTS.NEW_NOTIFICATION, (n, ack) => {
-      if (s === socket) merge([n]);
+      if (s === socket) merge([n], { count: true, countNew: true });
       if (typeof ack === "function") ack();
     });
     s.on(EVENTS.PENDING_NOTIFICATIONS, (list, ack) => {
-      if (s === socket && Array.isArray(list)) merge(list);
+      if (s === socket && Array.isArray(list)) merge(list, { count: true, countNew: true });
       if (typeof ack === "function") ack();
+    });
+    // The server's count: after connect and after every change, on every socket of the user.
+    s.on(EVENTS.UNREAD_COUNT, (payload) => {
+      if (s !== socket || !payload) return;
+      if (Number.isInteger(payload.count) && payload.count >= 0) setUnread(payload.count);
+    });
+    // Changes made elsewhere (another tab or device), or here: each is applied once.
+    s.on(EVENTS.NOTIFICATION_UPDATED, (n) => {
+      if (s === socket) merge([n], { count: true });
+    });
+    s.on(EVENTS.NOTIFICATION_DELETED, (payload) => {
+      if (s === socket && payload && typeof payload.id === "string") forget(payload.id, { count: true });
+    });
+    s.on(EVENTS.NOTIFICATIONS_READ_ALL, (payload) => {
+      if (s !== socket || !payload) return;
+      if (Number.isInteger(payload.count)) addUnread(-payload.count);
+      applyReadAll(payload.readAt);
     });
   }
 
@@ -455,6 +625,7 @@
   });
 
   el.disconnect.addEventListener("click", () => disconnect());
+  el.markAllRead.addEventListener("click", () => markAllRead());
 
   if (typeof io !== "function") {
     setState("error", "socket.io client failed to load");

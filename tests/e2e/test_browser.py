@@ -20,6 +20,7 @@ import requests
 from tests.support.live_server import HTTP_TIMEOUT
 from tests.support.skips import skip_or_fail
 from tests.support.tokens import bearer, mint_token, token_claims
+from tests.support.wire import ADMIN_ROUTE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -59,6 +60,25 @@ def chromium():
         browser.close()
 
 
+def watch(page):
+    """Record what `page` requests and its uncaught errors; returns the check to run at the end:
+    it only talked to localhost and raised no uncaught JavaScript error."""
+    requested, page_errors = [], []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+
+    def check():
+        foreign = [
+            url
+            for url in requested
+            if urlparse(url).scheme not in ("data", "blob") and urlparse(url).hostname not in LOCAL_HOSTS
+        ]
+        assert not foreign, f"the page made requests to other hosts: {foreign}"
+        assert not page_errors, f"uncaught JavaScript errors: {page_errors}"
+
+    return check
+
+
 @pytest.fixture
 def page(chromium, live_server):
     """A fresh page (own storage); checks afterwards that it only talked to localhost
@@ -70,19 +90,20 @@ def page(chromium, live_server):
 
     context = chromium.new_context()
     page = context.new_page()
-    requested, page_errors = [], []
-    page.on("request", lambda request: requested.append(request.url))
-    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    check = watch(page)
     yield page
     context.close()
+    check()
 
-    foreign = [
-        url
-        for url in requested
-        if urlparse(url).scheme not in ("data", "blob") and urlparse(url).hostname not in LOCAL_HOSTS
-    ]
-    assert not foreign, f"the page made requests to other hosts: {foreign}"
-    assert not page_errors, f"uncaught JavaScript errors: {page_errors}"
+
+@pytest.fixture
+def second_tab(page):
+    """Another tab of the same browser as `page` (same context, so same storage), checked the same way."""
+    tab = page.context.new_page()
+    check = watch(tab)
+    yield tab
+    tab.close()
+    check()
 
 
 # ---- helpers -----------------------------------------------------------------
@@ -163,6 +184,43 @@ class SocketWatch:
 
 def stored_token(page):
     return page.evaluate(f"localStorage.getItem({json.dumps(TOKEN_KEY)})")
+
+
+def send_with_data(live_server, user_ids, message, data):
+    """POST /v1/admin/notifications with a `data` object, expecting 201: the notifications created."""
+    response = requests.post(
+        live_server.url + ADMIN_ROUTE,
+        json={"userIds": user_ids, "message": message, "data": data},
+        headers=bearer(live_server.token("admin", admin=True)),
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["notifications"]
+
+
+def server_unread(live_server, user_id):
+    """The user's unread count as GET /v1/notifications/unread-count answers it."""
+    response = requests.get(
+        live_server.url + "/v1/notifications/unread-count",
+        headers=bearer(live_server.token(user_id)),
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["count"]
+
+
+def expect_unread(page, count):
+    """The badge shows `count` (hidden at 0), and "Mark all read" is enabled exactly when it is not 0."""
+    badge = page.locator("#unread-badge")
+    expect(badge).to_have_attribute("data-count", str(count), timeout=WAIT_MS)
+    mark_all = page.locator("#mark-all-read")
+    if count:
+        expect(badge).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#unread-count")).to_have_text(str(count), timeout=WAIT_MS)
+        expect(mark_all).to_be_enabled(timeout=WAIT_MS)
+    else:
+        expect(badge).to_be_hidden(timeout=WAIT_MS)
+        expect(mark_all).to_be_disabled(timeout=WAIT_MS)
 
 
 # ---- tests -------------------------------------------------------------------
@@ -275,7 +333,10 @@ def test_mark_read_and_delete(page, live_server):
     expect(item(page, "first message")).to_have_attribute("data-status", "READ", timeout=WAIT_MS)
     expect(page.locator("#notifications > li.notification")).to_have_count(1, timeout=WAIT_MS)
 
-    # A REST error (the notification was deleted elsewhere) is shown to the user.
+    # While disconnected the page hears of no change made elsewhere: a notification deleted
+    # meanwhile stays in the list, and deleting it here shows the server's error.
+    page.click("#disconnect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("disconnected", timeout=WAIT_MS)
     gone = requests.delete(
         f"{live_server.url}/v1/notifications/{first['id']}",
         headers=bearer(token),
@@ -435,3 +496,170 @@ def test_refused_refresh_keeps_the_current_token(page, live_server):
     expect(error).to_contain_text("access token expired", timeout=WAIT_MS)  # the refusal is no longer shown
     expect(page.locator("#token")).to_be_focused(timeout=WAIT_MS)
     wait_until(page, lambda: sockets.closed, WAIT_MS, "the page's WebSocket to close")
+
+
+# ---- the inbox: unread badge, "Mark all read", changes made elsewhere, links ----------------
+
+
+def test_two_tabs_of_one_user_stay_in_step(page, second_tab, live_server):
+    tabs = (page, second_tab)
+    token = live_server.token("ivan")
+    for tab in tabs:
+        open_client(tab, live_server)
+        connect(tab, token)
+        expect_unread(tab, 0)
+        # A marker on the window proves that what follows happens without a reload.
+        tab.evaluate("window.__marker = 'same page'")
+
+    ids = {}
+    for n, message in enumerate(("one", "two", "three"), start=1):
+        [sent] = live_server.send(["ivan"], message)
+        ids[message] = sent["id"]
+        for tab in tabs:
+            expect(item(tab, message)).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+            expect_unread(tab, n)
+
+    # A read in tab 1 shows READ, with the server's readAt, in tab 2.
+    item(page, "one").locator("button.mark-read").click(timeout=WAIT_MS)
+    read_at = None
+    for tab in tabs:
+        one = item(tab, "one")
+        expect(one).to_have_attribute("data-status", "READ", timeout=WAIT_MS)
+        expect(one.locator(".status")).to_have_text("READ", timeout=WAIT_MS)
+        expect(one.locator("button.mark-read")).to_be_disabled(timeout=WAIT_MS)
+        read_at = read_at or history(live_server, "ivan")[ids["one"]]["readAt"]
+        expect(one.locator(".read-at")).to_have_attribute("datetime", read_at, timeout=WAIT_MS)
+        expect_unread(tab, 2)
+
+    # A delete in tab 1 removes the item from tab 2.
+    item(page, "two").locator("button.delete").click(timeout=WAIT_MS)
+    for tab in tabs:
+        expect(item(tab, "two")).to_have_count(0, timeout=WAIT_MS)
+        expect(tab.locator("#notifications > li.notification")).to_have_count(2, timeout=WAIT_MS)
+        expect_unread(tab, 1)
+
+    # "Mark all read" in tab 1 clears the badge in both, and tab 2 shows the read-all's readAt.
+    page.click("#mark-all-read", timeout=WAIT_MS)
+    for tab in tabs:
+        expect_unread(tab, 0)
+        three = item(tab, "three")
+        expect(three).to_have_attribute("data-status", "READ", timeout=WAIT_MS)
+    stored = history(live_server, "ivan")
+    assert set(stored) == {ids["one"], ids["three"]}
+    assert stored[ids["one"]]["readAt"] == read_at  # already read: not touched by the read-all
+    for tab in tabs:
+        expect(item(tab, "three").locator(".read-at")).to_have_attribute(
+            "datetime", stored[ids["three"]]["readAt"], timeout=WAIT_MS
+        )
+        expect(item(tab, "one").locator(".read-at")).to_have_attribute("datetime", read_at, timeout=WAIT_MS)
+        expect(tab.locator("#error")).to_be_hidden(timeout=WAIT_MS)
+        assert tab.evaluate("window.__marker") == "same page"
+    assert server_unread(live_server, "ivan") == 0
+
+    # The next notification is unread again in both.
+    live_server.send(["ivan"], "four")
+    for tab in tabs:
+        expect(item(tab, "four")).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+        expect_unread(tab, 1)
+
+
+def test_badge_counts_notifications_live(page, live_server):
+    open_client(page, live_server)
+    expect_unread(page, 0)
+    live_server.send(["judy"], "while away")  # stored PENDING: judy is not connected
+
+    token = live_server.token("judy")
+    connect(page, token)
+    expect(item(page, "while away")).to_have_count(1, timeout=WAIT_MS)
+    expect_unread(page, 1)
+
+    # New notifications count at once, without a reload; someone else's do not.
+    live_server.send(["someone-else"], "not for judy")
+    [live] = live_server.send(["judy"], "live one")
+    expect(item(page, "live one")).to_have_attribute("data-status", "DELIVERED", timeout=WAIT_MS)
+    expect_unread(page, 2)
+    live_server.send(["judy", "someone-else"], "live two")
+    expect(item(page, "live two")).to_have_count(1, timeout=WAIT_MS)
+    expect_unread(page, 3)
+    page.wait_for_timeout(500)
+    expect_unread(page, 3)
+    assert server_unread(live_server, "judy") == 3
+
+    # A read on another device (the REST API, outside this page) shows here and counts down.
+    answer = requests.put(
+        f"{live_server.url}/v1/notifications/{live['id']}/read", headers=bearer(token), timeout=HTTP_TIMEOUT
+    )
+    assert answer.status_code == 200, answer.text
+    expect(item(page, "live one")).to_have_attribute("data-status", "READ", timeout=WAIT_MS)
+    expect(item(page, "live one").locator(".read-at")).to_have_attribute(
+        "datetime", answer.json()["readAt"], timeout=WAIT_MS
+    )
+    expect_unread(page, 2)
+
+    # "Mark all read": nothing unread is left, here and on the server, also after a reload.
+    read_items = page.locator('#notifications > li.notification[data-status="READ"]')
+    page.click("#mark-all-read", timeout=WAIT_MS)
+    expect_unread(page, 0)
+    expect(read_items).to_have_count(3, timeout=WAIT_MS)
+    assert server_unread(live_server, "judy") == 0
+    page.reload(timeout=WAIT_MS)
+    expect(page.locator("#token")).to_have_value(token, timeout=WAIT_MS)
+    page.click("#connect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+    expect(read_items).to_have_count(3, timeout=WAIT_MS)
+    expect_unread(page, 0)
+    live_server.send(["judy"], "after the reload")
+    expect(item(page, "after the reload")).to_have_count(1, timeout=WAIT_MS)
+    expect_unread(page, 1)
+
+
+def test_data_url_becomes_a_link_only_when_it_is_http(page, live_server):
+    open_client(page, live_server)
+    connect(page, live_server.token("kim"))
+
+    url = "https://example.com/deploys/42?tab=log#top"
+    send_with_data(live_server, ["kim"], "Deploy finished", {"url": url})
+    plain = "http://127.0.0.1:9/status"
+    send_with_data(live_server, ["kim"], "Plain http", {"url": plain, "extra": [1, 2]})
+
+    for message, href in (("Deploy finished", url), ("Plain http", plain)):
+        link = item(page, message).locator("a")
+        expect(link).to_have_count(1, timeout=WAIT_MS)
+        expect(link).to_have_attribute("href", href, timeout=WAIT_MS)
+        expect(link).to_have_attribute("rel", "noopener noreferrer", timeout=WAIT_MS)
+        expect(link).to_have_attribute("target", "_blank", timeout=WAIT_MS)
+        expect(link).to_have_text(href, timeout=WAIT_MS)
+
+    # Anything but an absolute http(s) URL makes no link; the message stays text.
+    payload = '<b>bold</b><img src=x onerror="window.__xss=1">'
+    refused = {  # no name is part of another: item() matches a part of the text
+        "javascript": {"url": "javascript:window.__xss=2"},
+        "mixed case and blanks": {"url": "  JaVaScRiPt:window.__xss=3"},
+        "data scheme": {"url": "data:text/html,<script>window.__xss=4</script>"},
+        "relative": {"url": "/client/"},
+        "ftp": {"url": "ftp://example.com/file"},
+        "not a string": {"url": ["https://example.com/"]},
+        "no url": {"href": "https://example.com/"},
+        "null": None,
+    }
+    for name, data in refused.items():
+        send_with_data(live_server, ["kim"], f"{payload} {name}", data)
+
+    for name in refused:
+        entry = item(page, f"{payload} {name}")
+        expect(entry).to_have_count(1, timeout=WAIT_MS)
+        expect(entry.locator(".message")).to_have_text(f"{payload} {name}", timeout=WAIT_MS)
+        expect(entry.locator("a")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator("#notifications a")).to_have_count(2, timeout=WAIT_MS)
+    expect(page.locator("#notifications img, #notifications b")).to_have_count(0, timeout=WAIT_MS)
+    page.wait_for_timeout(500)  # give a (wrongly) created image time to fail and fire onerror
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+    # The history (a reload) renders the same links.
+    page.reload(timeout=WAIT_MS)
+    page.click("#connect", timeout=WAIT_MS)
+    expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+    everything = 2 + len(refused)
+    expect(page.locator("#notifications > li.notification")).to_have_count(everything, timeout=WAIT_MS)
+    expect(page.locator("#notifications a")).to_have_count(2, timeout=WAIT_MS)
+    expect(item(page, "Deploy finished").locator("a")).to_have_attribute("href", url, timeout=WAIT_MS)

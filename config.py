@@ -119,6 +119,20 @@ class Config:
     IDEMPOTENCY_WAIT_SECONDS = _env_int("IDEMPOTENCY_WAIT_SECONDS", 10)
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+
+    # Operating it (README "Operating it"). Log lines as text (development) or one JSON
+    # object per line (`json`, for a log shipper).
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+    # When set, GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    # The Socket.IO Admin UI (namespace /admin, page /admin-ui/): off unless a password is set.
+    ADMIN_UI_USERNAME = os.environ.get("ADMIN_UI_USERNAME", "admin")
+    ADMIN_UI_PASSWORD = os.environ.get("ADMIN_UI_PASSWORD") or None
+    # `development`: every socket and event (costs on every connect and emit); `production`: counts.
+    ADMIN_UI_MODE = os.environ.get("ADMIN_UI_MODE", "development").strip().lower()
+    # 0 lets the UI disconnect sockets, move them between rooms and emit events.
+    ADMIN_UI_READ_ONLY = _env_int("ADMIN_UI_READ_ONLY", 1) != 0
+
     PUBLIC_DIR = BASE_DIR / "public"
     MIGRATIONS_DIR = BASE_DIR / "migrations"
 

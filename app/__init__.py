@@ -8,16 +8,19 @@ from flask_cors import CORS
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import jsonfast
+from app import jsonfast, metrics
 from app.api.notifications import bp as notifications_bp
+from app.api.ops import bp as ops_bp
 from app.api.site import bp as site_bp
 from app.auth import init_jwt
 from app.cli import register_commands
 from app.errors import register_error_handlers
 from app.extensions import db, migrate, socketio
 from app.limits import RateLimits
+from app.logs import log_handler
 from app.realtime import library_fixes
 from app.realtime.acks import DeliveryTracker, TrackingManager
+from app.realtime.admin_ui import init_admin_ui
 from app.realtime.deadlines import ConnectDeadline, Deadlines, TokenExpiry
 from app.realtime.handlers import register_events
 from app.realtime.queue import ListeningRedisManager
@@ -34,8 +37,10 @@ def create_app(config: type[Config] | None = None, **overrides) -> Flask:
     app.config.update(overrides)
     check_config(app)
     configure_logging(app)
+    metrics.init_app(app)  # first, so that its request timer starts before any other hook
     register_extensions(app)
     register_blueprints(app)
+    init_admin_ui(app)  # before the socket guards, which wrap what it installs
     register_socket_guards(app)
     register_error_handlers(app)
     register_events(app)
@@ -57,6 +62,7 @@ def configure_logging(app: Flask) -> None:
         logging.basicConfig(
             level=app.config["LOG_LEVEL"],
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            handlers=[log_handler(app)],  # LOG_FORMAT=json: its own formatter
         )
     logging.getLogger("app").setLevel(app.config["LOG_LEVEL"])
 
@@ -123,6 +129,7 @@ def register_blueprints(app: Flask) -> None:
     app.extensions["rate_limits"].limit_api(notifications_bp)
     app.register_blueprint(notifications_bp)
     app.register_blueprint(site_bp)
+    app.register_blueprint(ops_bp)
 
 
 def register_socket_guards(app: Flask) -> None:

@@ -98,6 +98,7 @@ def create():
 
 
 @app.get("/healthz")
+@app.get("/readyz")  # what the launcher (tests/support/server.py) waits for
 def healthz():
     return {"status": "ok"}
 

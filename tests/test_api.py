@@ -309,8 +309,9 @@ def test_unexpected_error_is_a_json_500_without_internals(client, app, auth_head
     assert "secret internal detail" not in body["message"]
 
 
-def test_healthz_reports_the_database(client, app, monkeypatch):
+def test_healthz_is_liveness_and_readyz_reports_the_database(client, app, monkeypatch):
     assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").get_json() == {"status": "ok", "checks": {"database": "ok"}}
     from sqlalchemy.exc import OperationalError
 
     def down(*args, **kwargs):
@@ -318,7 +319,9 @@ def test_healthz_reports_the_database(client, app, monkeypatch):
 
     with app.app_context():
         monkeypatch.setattr(db.session, "execute", down)
-        assert_error(client.get("/healthz"), 503, "unavailable")
+        assert client.get("/healthz").get_json() == {"status": "ok"}  # the process still answers
+        body = assert_error(client.get("/readyz"), 503, "unavailable")
+        assert set(body["details"]) == {"database"}
 
 
 def test_openapi_document_lists_every_route_with_schemas(client):
@@ -332,6 +335,8 @@ def test_openapi_document_lists_every_route_with_schemas(client):
         "/v1/notifications/read-all",
         "/v1/admin/notifications",
         "/healthz",
+        "/readyz",
+        "/metrics",
         "/openapi.json",
     }
     assert set(spec["paths"]["/v1/notifications/{notification_id}"]) == {"delete"}

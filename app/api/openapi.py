@@ -121,7 +121,46 @@ OPERATIONS = {
     },
     "site.healthz": {
         "security": [],
-        "responses": {"200": _json(HealthSchema, "the database answers"), "503": _error("it does not")},
+        "responses": {"200": _json(HealthSchema, "the process answers (liveness: nothing else is checked)")},
+    },
+    "site.readyz": {
+        "security": [],
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "required": ["status", "checks"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok"]},
+                        "checks": {
+                            "type": "object",
+                            "description": "`database`, and with a message queue `redis` and `subscription`",
+                            "additionalProperties": {"type": "string", "enum": ["ok"]},
+                        },
+                    },
+                },
+                "ready: the database answers and, with a message queue, Redis answers and the "
+                "subscription is up",
+            ),
+            "503": _error("not ready (error `unavailable`); `details` names each failing check"),
+        },
+    },
+    "ops.metrics_exposition": {
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "this process's metrics, in the Prometheus text format (or OpenMetrics, "
+                "when the Accept header asks for it)",
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/openmetrics-text": {"schema": {"type": "string"}},
+                },
+            },
+            "401": _error(
+                "METRICS_TOKEN is set and the request does not carry it as `Authorization: Bearer`",
+                {"WWW-Authenticate": _header("the challenge", {"type": "string", "pattern": "^Bearer "})},
+            ),
+        },
     },
     "site.openapi": {
         "security": [],

@@ -19,6 +19,7 @@ from functools import partial
 from engineio import packet as eio_packet
 from socketio import packet
 
+from app import metrics
 from app.protocol import NOTIFICATION_EVENTS, PENDING_NOTIFICATIONS
 from app.realtime.rooms import IndexedRoomsMixin
 
@@ -49,6 +50,14 @@ class DeliveryTracker:
         if pending is not None:
             pending.difference_update(notification_ids)
         self._confirm(notification_ids)
+
+    def acknowledged(self, sid: str, event: str, data, *ack_args) -> None:
+        """The client of `sid` acknowledged the `event` it was sent with `data`: confirmed, and counted."""
+        self.confirmed(sid, _ids(event, data), *ack_args)
+        if event == PENDING_NOTIFICATIONS:
+            metrics.acknowledged([n["createdAt"] for n in data], live=False)
+        else:
+            metrics.acknowledged([data["createdAt"]], live=True)
 
     def sent_plain(self, notification_ids: Iterable[str]) -> None:
         """These notifications went to a plain socket: received, as far as it will ever tell."""
@@ -88,14 +97,16 @@ class TrackingManagerMixin(IndexedRoomsMixin):
         server = self.server
         plain_packet = None
         sent_plain = False
+        sockets = 0
         for sid, eio_sid in list(self.get_participants(namespace, to or room)):
             acknowledging = tracker.acknowledging(sid)
             if sid in skip or acknowledging is None:
                 continue
+            sockets += 1
             if acknowledging:
                 # What python-socketio's Manager.emit does per socket when a callback is given.
                 tracker.sent(sid, ids)
-                ack_id = self._generate_ack_id(sid, partial(tracker.confirmed, sid, ids))
+                ack_id = self._generate_ack_id(sid, partial(tracker.acknowledged, sid, event, data))
                 server._send_packet(
                     eio_sid,
                     server.packet_class(packet.EVENT, namespace=namespace, data=[event, data], id=ack_id),
@@ -108,6 +119,11 @@ class TrackingManagerMixin(IndexedRoomsMixin):
                 sent_plain = True
         if sent_plain:
             tracker.sent_plain(ids)
+        if sockets:
+            if event == PENDING_NOTIFICATIONS:
+                metrics.SENT_PENDING.inc(sockets * len(ids))
+            else:
+                metrics.SENT_LIVE.inc(sockets)
         return None
 
 

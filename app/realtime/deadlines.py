@@ -126,7 +126,9 @@ class ConnectDeadline:
     def _check(self, eio_sid: str) -> None:
         if eio_sid not in self.server.eio.sockets:
             return
-        if self.server.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
+        manager = self.server.manager
+        # The notifications namespace, or another this server accepts (the Admin UI's /admin).
+        if any(manager.sid_from_eio_sid(eio_sid, space) is not None for space in manager.get_namespaces()):
             return
         log.info("Engine.IO session %s sent no Socket.IO connect within %ss: closed", eio_sid, self.timeout)
         self.server.eio.disconnect(eio_sid)

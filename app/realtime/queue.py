@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import socketio
 
+from app import metrics
 from app.realtime.acks import TrackingManagerMixin
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
                 pipe.execute()
                 return
             except Exception as exc:  # noqa: BLE001  (any failure: reconnect, then give up)
+                metrics.REDIS_ERRORS_QUEUE.inc()
                 self.connected = False
                 log.error(
                     "message queue: could not publish %d message(s) (%s)%s",
@@ -89,6 +91,7 @@ class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
                 log.info("message queue: subscribed to %s", self.channel)
                 yield from self.pubsub.listen()
             except Exception as exc:  # noqa: BLE001  (any failure: reconnect)
+                metrics.REDIS_ERRORS_QUEUE.inc()
                 if self.listening:
                     log.warning("message queue: lost the subscription (%s); retrying", exc)
                 self.listening = False

@@ -9,6 +9,7 @@ import signal
 import greenlet
 from flask import Flask
 
+from app import metrics
 from app.extensions import socketio
 from app.realtime.queue import ListeningRedisManager
 from app.services.delivery import presence_tick, sweep_unconfirmed
@@ -41,7 +42,7 @@ def _sweep_loop(app: Flask, interval: float) -> None:
         socketio.sleep(interval)
         with app.app_context():
             try:
-                sweep_unconfirmed()
+                metrics.RESENT_UNCONFIRMED.inc(sweep_unconfirmed())
             except Exception:  # noqa: BLE001  (log and keep sweeping)
                 log.exception("delivery sweep failed")
 

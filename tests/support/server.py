@@ -1,6 +1,6 @@
 """The one launcher of server processes: start `python wsgi.py` with an environment, wait for it, stop it.
 
-A process is ready when `/healthz` answers 200 (or what a subclass checks instead) and
+A process is ready when `/readyz` answers 200 (or what a subclass checks instead) and
 is stopped with SIGTERM, then SIGKILL after STOP_TIMEOUT seconds. Its output goes to a
 log file. Used by the e2e tests (one server, or a cluster) and by the benchmark.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.support.ports import HOST, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30  # seconds for a process to be ready (a server to answer /healthz)
+START_TIMEOUT = 30  # seconds for a process to be ready (a server to answer /readyz)
 STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL
 CLI_TIMEOUT = 60  # seconds for a `flask` command
 LOG_TAIL_LINES = 80
@@ -43,10 +43,10 @@ def flask_command(env: dict, *args: str, timeout: float = CLI_TIMEOUT) -> subpro
     )
 
 
-def answers_healthz(url: str) -> bool:
-    """Whether `url`/healthz answers 200 (within 2 s)."""
+def answers_healthz(url: str, path: str = "/healthz") -> bool:
+    """Whether `url`/healthz (or `path`) answers 200 (within 2 s)."""
     try:
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+        with urllib.request.urlopen(url + path, timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -237,8 +237,9 @@ class ServerProcess(LoggedProcess):
         return f"<{self.name} :{self.port}>"
 
     def ready(self) -> bool:
-        """Whether `/healthz` answers 200."""
-        return answers_healthz(self.url)
+        """Whether `/readyz` answers 200: the database answers and, with a message queue, Redis
+        answers and the subscription is up (`/healthz` would only say that the process answers)."""
+        return answers_healthz(self.url, "/readyz")
 
 
 def stop_all(processes) -> None:

@@ -7,6 +7,7 @@ from flask_socketio import ConnectionRefusedError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import NotFound
 
+from app import metrics
 from app.auth import AuthError, socket_identity
 from app.errors import TooManySocketsError
 from app.extensions import socketio
@@ -29,17 +30,28 @@ def on_connect(auth=None):
     limits, address = current_app.extensions["rate_limits"], request.remote_addr or "unknown"
     wait = limits.auth_blocked(address)
     if wait:
-        log.warning("socket connection from %s refused: too many failed authentications", address)
+        log.warning(
+            "socket connection from %s refused: too many failed authentications",
+            address,
+            extra={"address": address},
+        )
+        metrics.REFUSED.labels(metrics.REFUSED_AUTH_BLOCKED).inc()
         raise ConnectionRefusedError(f"too many failed authentications; retry in {wait:.0f} s")
     try:
         identity = socket_identity(request.headers.get("Authorization"), auth)
     except AuthError as exc:
         limits.auth_failed(address)
-        log.info("socket connection refused: %s", exc)
+        log.info("socket connection refused: %s", exc, extra={"address": address})
+        metrics.REFUSED.labels(metrics.REFUSED_UNAUTHORIZED).inc()
         raise ConnectionRefusedError(f"unauthorized: {exc}") from None
     wait = limits.socket_connect(identity.user_id)
     if wait:
-        log.warning("socket connection of user %s refused: over the connect rate limit", identity.user_id)
+        log.warning(
+            "socket connection of user %s refused: over the connect rate limit",
+            identity.user_id,
+            extra={"user_id": identity.user_id, "address": address},
+        )
+        metrics.REFUSED.labels(metrics.REFUSED_RATE_LIMITED).inc()
         raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
     deliveries = current_app.extensions["deliveries"]
     # Before the pending ones are sent: they go out as this socket's kind asks.
@@ -48,13 +60,25 @@ def on_connect(auth=None):
         delivery.connect_socket(identity.user_id, request.sid)
     except TooManySocketsError as exc:
         deliveries.forget(request.sid)
-        log.warning("socket connection of user %s refused: %s", identity.user_id, exc)
+        log.warning(
+            "socket connection of user %s refused: %s",
+            identity.user_id,
+            exc,
+            extra={"user_id": identity.user_id},
+        )
+        metrics.REFUSED.labels(metrics.REFUSED_TOO_MANY_SOCKETS).inc()
         raise ConnectionRefusedError(str(exc)) from None
     except SQLAlchemyError:
         deliveries.forget(request.sid)
-        log.exception("socket connection of user %s refused: database error", identity.user_id)
+        log.exception(
+            "socket connection of user %s refused: database error",
+            identity.user_id,
+            extra={"user_id": identity.user_id},
+        )
+        metrics.REFUSED.labels(metrics.REFUSED_DATABASE).inc()
         raise ConnectionRefusedError("server busy, try again") from None
     current_app.extensions["token_expiry"].track(request.sid, identity)
+    metrics.CONNECTS.inc()
 
 
 def on_disconnect(reason=None):
@@ -79,7 +103,7 @@ def on_refresh_token(payload=None):
     try:
         expires_at = current_app.extensions["token_expiry"].refresh(request.sid, token)
     except RefreshRefused as exc:
-        log.info("token refresh of socket %s refused: %s", request.sid, exc)
+        log.info("token refresh of socket %s refused: %s", request.sid, exc, extra={"sid": request.sid})
         return {"ok": False, "error": exc.code, "message": str(exc)}
     return {"ok": True, "exp": int(expires_at)}
 

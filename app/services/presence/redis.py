@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import redis
 
+from app import metrics
 from app.services.presence import DeadProcess, Tick
 from app.services.presence.local import LocalPresence
 
@@ -105,6 +106,7 @@ class RedisPresence:
             self._lost(exc)
 
     def _lost(self, exc: Exception) -> None:
+        metrics.REDIS_ERRORS_PRESENCE.inc()
         if self._redis_ok:
             log.warning(UNREACHABLE_LOG, exc)
         self._redis_ok = False
@@ -281,4 +283,5 @@ class RedisPresence:
             pipe.hdel(self._key("processes"), self.process_id)
             pipe.execute()
         except redis.RedisError as exc:
+            metrics.REDIS_ERRORS_PRESENCE.inc()
             log.warning("presence: could not clean up on shutdown: %s", exc)

@@ -164,3 +164,22 @@ def test_header_authenticated_client_opts_in_with_auth(app, token, admin_post):
     finally:
         if sc.is_connected():
             sc.disconnect()
+
+
+@pytest.mark.config(DELIVERY_CONFIRM_TIMEOUT=0)
+def test_a_plain_clients_notification_is_received_as_it_is_sent_even_if_its_process_dies(
+    app, connect, admin_post
+):
+    """Its confirmation never waits on the process holding the plain socket, which may die
+    right after the send: the sweeper must not send it to that user again."""
+    app.extensions["presence"].add("alice", "plain-socket-of-a-process-about-to-die", plain=True)
+    note = send(admin_post, "alice")
+    with app.app_context():
+        row = db.session.get(Notification, note["id"])
+        assert row.received_at is not None  # stored so, before any flush of confirmations
+        db.session.commit()
+    app.extensions["presence"].remove("plain-socket-of-a-process-about-to-die")
+    with app.app_context():
+        assert delivery.sweep_unconfirmed() == 0
+    assert ids_received(connect("alice")) == []
+    assert stored(app, note["id"]) == ("DELIVERED", True)

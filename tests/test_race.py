@@ -68,8 +68,8 @@ def test_create_committed_between_connect_presence_and_claim_is_sent_once(app, s
     real_add, real_online = presence.add, presence.online
     created = []
 
-    def add(user_id, sid):
-        real_add(user_id, sid)
+    def add(user_id, sid, plain=False):
+        real_add(user_id, sid, plain)
         stale = iter([set()])  # the create's first read happened before this add
         monkeypatch.setattr(presence, "online", lambda ids: next(stale, None) or real_online(ids))
         created.extend(delivery.create_notifications([user_id], "mid-connect"))

@@ -55,9 +55,10 @@ def on_connect(auth=None):
         raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
     deliveries = current_app.extensions["deliveries"]
     # Before the pending ones are sent: they go out as this socket's kind asks.
-    deliveries.register(request.sid, acknowledging=isinstance(auth, dict) and auth.get("ack") is True)
+    acknowledging = isinstance(auth, dict) and auth.get("ack") is True
+    deliveries.register(request.sid, acknowledging=acknowledging)
     try:
-        delivery.connect_socket(identity.user_id, request.sid)
+        delivery.connect_socket(identity.user_id, request.sid, plain=not acknowledging)
     except TooManySocketsError as exc:
         deliveries.forget(request.sid)
         log.warning(

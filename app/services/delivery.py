@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from flask import current_app
 
+from app import metrics
 from app.errors import DomainError, TooManySocketsError
 from app.extensions import db, socketio
 from app.models import Notification, NotificationRecord, new_ids, utcnow
@@ -83,7 +84,9 @@ def create_notifications(
         raise DomainError("message must be a non-empty string")
 
     presence = get_presence()
-    online = presence.online(targets)
+    # A row whose user has a plain client online counts as received as it is sent: its
+    # confirmation never waits on the process that holds that socket (which may die first).
+    online, plain = presence.online_kinds(targets)
     now = utcnow()
     created = [
         NotificationRecord(
@@ -94,7 +97,7 @@ def create_notifications(
             created_at=now,
             delivered_at=now if user_id in online else None,
             read_at=None,
-            received_at=None,
+            received_at=now if user_id in plain else None,
             data=data,
             created_by=created_by,
         )
@@ -114,6 +117,7 @@ def create_notifications(
     live = {n.user_id for n in created if n.status is NotificationStatus.DELIVERED}
     _send_unread_counts(live)
     log.info(CREATED_LOG, len(created), created_by or "-", len(live), len(created) - len(live))
+    metrics.notifications_created(delivered=len(live), pending=len(created) - len(live))
     return created
 
 
@@ -132,7 +136,11 @@ def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
     """Put back to PENDING the DELIVERED ones whose user left before the emit.
 
     The user was online at the first presence read; if their last socket closed
-    before the commit, the emit found no socket and nothing tracks the row.
+    before the commit, the emit found no socket. In one process that is certain
+    (nothing yields between the emit and this read), so every such row goes back,
+    a plain client's too. With several processes another process may have sent it
+    just before its socket closed: only rows nobody confirmed go back (a plain
+    client's counts as received: never sent twice), the others stay with the sweeper.
     """
     delivered = [n for n in created if n.status is NotificationStatus.DELIVERED]
     if not delivered:
@@ -140,13 +148,17 @@ def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
     departed = {n.user_id for n in delivered} - presence.online({n.user_id for n in delivered})
     if not departed:
         return
-    back = [n for n in delivered if n.user_id in departed]
-    _flush_confirmations()  # a plain socket of this process that got it before leaving
+    _flush_confirmations()  # what a socket of this process acknowledged before leaving
     table = Notification.__table__
-    rows.requeue(table.c.id.in_([n.id for n in back]), table.c.received_at.is_(None))
-    for notification in back:
-        notification.status, notification.delivered_at = NotificationStatus.PENDING, None
-    log.info("%d user(s) left while their notification was written: kept PENDING", len(departed))
+    unconfirmed = [] if not presence.shared else [table.c.received_at.is_(None)]
+    back_ids = [n.id for n in delivered if n.user_id in departed]
+    requeued = rows.requeue_returning(table.c.id.in_(back_ids), *unconfirmed)
+    for notification in delivered:
+        if notification.id in requeued:
+            notification.status, notification.delivered_at = NotificationStatus.PENDING, None
+            notification.received_at = None
+    log.info("%d user(s) left before the send: %d back to PENDING", len(departed), len(requeued))
+    metrics.REQUEUED_USER_LEFT.inc(len(requeued))
 
 
 def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> int:
@@ -154,10 +166,14 @@ def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> in
     pending = [n for n in created if n.status is NotificationStatus.PENDING]
     if not pending:
         return 0
-    arrived = presence.online({n.user_id for n in pending})
+    arrived, plain = presence.online_kinds({n.user_id for n in pending})
     if not arrived:
         return 0
-    claimed = {n.id: n for n in mark_delivered([n.id for n in pending if n.user_id in arrived])}
+    claimed = {
+        n.id: n
+        for group in (arrived - plain, plain)
+        for n in mark_delivered([n.id for n in pending if n.user_id in group], received=group is plain)
+    }
     for notification in pending:
         if notification.id in claimed:
             notification.status = NotificationStatus.DELIVERED
@@ -166,15 +182,15 @@ def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> in
     return len(claimed)
 
 
-def mark_delivered(notification_ids: Sequence[str]) -> list[NotificationRecord]:
+def mark_delivered(notification_ids: Sequence[str], received: bool = False) -> list[NotificationRecord]:
     """Mark the still-PENDING ones among `notification_ids` DELIVERED, in one UPDATE.
 
     Returns exactly the rows this call changed, so a caller that sends them never
-    sends a row another caller already sent.
+    sends a row another caller already sent. `received`: see `rows.claim`.
     """
     if not notification_ids:
         return []
-    return rows.claim(Notification.__table__.c.id.in_(list(notification_ids)))
+    return rows.claim(Notification.__table__.c.id.in_(list(notification_ids)), received=received)
 
 
 def presence_tick() -> None:
@@ -225,7 +241,14 @@ def _flush_confirmations() -> None:
 
 def send_pending(user_ids: set[str]) -> int:
     """Claim the PENDING rows of these users and send them to each user's room."""
-    claimed = rows.claim(Notification.__table__.c.user_id.in_(sorted(user_ids)))
+    table = Notification.__table__
+    _online, plain = get_presence().online_kinds(user_ids)
+    claimed = [
+        n
+        for group, received in ((set(user_ids) - plain, False), (plain, True))
+        if group
+        for n in rows.claim(table.c.user_id.in_(sorted(group)), received=received)
+    ]
     by_user: dict[str, list[NotificationRecord]] = {}
     for notification in claimed:
         by_user.setdefault(notification.user_id, []).append(notification)
@@ -243,7 +266,7 @@ def _emit_pending(notifications: list[NotificationRecord], to: str) -> list[Noti
     return ordered
 
 
-def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
+def connect_socket(user_id: str, sid: str, plain: bool = False) -> list[NotificationRecord]:
     """Register socket `sid` of `user_id` and send it the user's PENDING notifications.
 
     The room is joined and the socket counted online before the PENDING rows are
@@ -255,9 +278,10 @@ def connect_socket(user_id: str, sid: str) -> list[NotificationRecord]:
     if presence.socket_count(user_id) >= limit:
         raise TooManySocketsError(f"at most {limit} connections per user")
     socketio.server.enter_room(sid, user_room(user_id), namespace=NAMESPACE)
-    presence.add(user_id, sid)
+    presence.add(user_id, sid, plain)
     try:
-        claimed = rows.claim(Notification.__table__.c.user_id == user_id) if rows.has_pending(user_id) else []
+        table = Notification.__table__
+        claimed = rows.claim(table.c.user_id == user_id, received=plain) if rows.has_pending(user_id) else []
     except Exception:
         # Not counted as connected with pending rows it never got; the caller refuses it.
         presence.remove(sid)
@@ -288,6 +312,7 @@ def disconnect_socket(sid: str) -> str | None:
         table = Notification.__table__
         requeued = rows.requeue(table.c.id.in_(unacknowledged), table.c.received_at.is_(None))
         if requeued and presence.online([user_id]):
-            send_pending({user_id})
+            metrics.RESENT_SOCKET_CLOSED.inc(send_pending({user_id}))
     log.info(DISCONNECTED_LOG, user_id, sid, requeued)
+    metrics.REQUEUED_SOCKET_CLOSED.inc(requeued)
     return user_id

@@ -10,6 +10,7 @@ from operator import attrgetter
 
 from sqlalchemy import String, bindparam, insert, select, update
 
+from app import metrics
 from app.extensions import db
 from app.models import RECORD_COLUMNS, Notification, NotificationRecord, utcnow
 from app.protocol import NotificationStatus
@@ -71,13 +72,20 @@ def _converted(values, process):
     return map(convert, values)
 
 
-def claim(*criteria) -> list[NotificationRecord]:
-    """Mark the PENDING rows matching `criteria` DELIVERED; exactly the rows this call changed."""
+def claim(*criteria, received: bool = False) -> list[NotificationRecord]:
+    """Mark the PENDING rows matching `criteria` DELIVERED; exactly the rows this call changed.
+
+    `received`: they go to a plain client, so they count as received as they are sent.
+    """
     table = _TABLE
+    now = utcnow()
+    values = {"status": NotificationStatus.DELIVERED, "delivered_at": now}
+    if received:
+        values["received_at"] = now
     statement = (
         update(table)
         .where(table.c.status == NotificationStatus.PENDING, *criteria)
-        .values(status=NotificationStatus.DELIVERED, delivered_at=utcnow())
+        .values(**values)
         .returning(*RECORD_COLUMNS)
     )
     try:
@@ -87,6 +95,24 @@ def claim(*criteria) -> list[NotificationRecord]:
         db.session.rollback()
         raise
     return claimed
+
+
+def requeue_returning(*criteria) -> set[str]:
+    """Put the DELIVERED rows matching `criteria` back to PENDING; their ids."""
+    table = _TABLE
+    statement = (
+        update(table)
+        .where(table.c.status == NotificationStatus.DELIVERED, *criteria)
+        .values(status=NotificationStatus.PENDING, delivered_at=None, received_at=None)
+        .returning(table.c.id)
+    )
+    try:
+        ids = {row.id for row in db.session.execute(statement)}
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return ids
 
 
 def requeue(*criteria) -> int:
@@ -151,9 +177,10 @@ def requeue_unconfirmed(sent_before: datetime) -> set[str]:
         .returning(table.c.user_id)
     )
     try:
-        users = {row.user_id for row in db.session.execute(statement)}
+        users = [row.user_id for row in db.session.execute(statement)]  # one per notification
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    return users
+    metrics.REQUEUED_UNCONFIRMED.inc(len(users))
+    return set(users)

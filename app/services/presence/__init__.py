@@ -38,14 +38,17 @@ class Presence(Protocol):
 
     shared: bool  # several processes see the same state
 
-    def add(self, user_id: str, sid: str) -> None:
-        """Count socket `sid` of `user_id` as connected."""
+    def add(self, user_id: str, sid: str, plain: bool = False) -> None:
+        """Count socket `sid` of `user_id` as connected (`plain`: a plain client's socket)."""
 
     def remove(self, sid: str) -> str | None:
         """Forget socket `sid`; return its user, or None if it was not counted."""
 
     def online(self, user_ids: Iterable[str]) -> set[str]:
         """The subset of `user_ids` with at least one connected socket."""
+
+    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+        """(users online, those of them with a plain client's socket)."""
 
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open."""

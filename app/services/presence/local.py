@@ -17,15 +17,23 @@ class LocalPresence:
     def __init__(self) -> None:
         self._sockets: dict[str, set[str]] = {}
         self._owner: dict[str, str] = {}
+        self._plain: set[str] = set()  # sids of plain (non-acknowledging) sockets
 
-    def add(self, user_id: str, sid: str) -> None:
-        """Count socket `sid` of `user_id` as connected."""
+    def add(self, user_id: str, sid: str, plain: bool = False) -> None:
+        """Count socket `sid` of `user_id` as connected (`plain`: a plain client's)."""
         self._sockets.setdefault(user_id, set()).add(sid)
         self._owner[sid] = user_id
+        if plain:
+            self._plain.add(sid)
+
+    def is_plain(self, sid: str) -> bool:
+        """Whether socket `sid` is a plain client's."""
+        return sid in self._plain
 
     def remove(self, sid: str) -> str | None:
         """Forget socket `sid`; return its user, or None if it was not counted."""
         user_id = self._owner.pop(sid, None)
+        self._plain.discard(sid)
         if user_id is None:
             return None
         sids = self._sockets.get(user_id)
@@ -38,6 +46,11 @@ class LocalPresence:
     def online(self, user_ids: Iterable[str]) -> set[str]:
         """The subset of `user_ids` with at least one connected socket."""
         return {user_id for user_id in user_ids if user_id in self._sockets}
+
+    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+        """(users online, those of them with a plain client's socket)."""
+        online = self.online(user_ids)
+        return online, {u for u in online if any(sid in self._plain for sid in self._sockets.get(u, ()))}
 
     def local_users(self) -> set[str]:
         """Users with a socket in this process."""
@@ -60,6 +73,7 @@ class LocalPresence:
         """Forget every socket (shutdown)."""
         self._sockets.clear()
         self._owner.clear()
+        self._plain.clear()
 
     def sockets(self) -> list[tuple[str, str]]:
         """Every counted socket of this process, as (sid, user id)."""

@@ -21,13 +21,16 @@ UNREACHABLE_LOG = (
     "until it is back, other users' notifications stay PENDING"
 )
 
-# Remove the entries of `hash` whose value is ARGV[1] (a dead process id), atomically,
+# Remove the entries of `hash` whose value is ARGV[1] (a dead process id, with or without
+# the `:plain` of a plain client's socket), atomically,
 # so that a socket re-registered meanwhile under a live process id is kept.
+PLAIN_SUFFIX = ":plain"  # on the value of a plain client's socket in user:<id>
+
 _HDEL_IF_VALUE = """
 local removed = 0
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
-  if entries[i + 1] == ARGV[1] then
+  if entries[i + 1] == ARGV[1] or entries[i + 1] == ARGV[1] .. ':plain' then
     redis.call('HDEL', KEYS[1], entries[i])
     removed = removed + 1
   end
@@ -40,7 +43,7 @@ class RedisPresence:
     """Presence shared by every process through Redis.
 
     Keys (under `prefix`):
-      user:<user_id>      hash sid -> process id, one entry per connected socket
+      user:<user_id>      hash sid -> process id (`<id>:plain` for a plain client), per socket
       users:<process id>  set of user ids that process holds sockets of (for reaping)
       alive:<process id>  exists while the process is alive (expires after `ttl`)
       processes           hash process id -> time of its last heartbeat
@@ -86,16 +89,17 @@ class RedisPresence:
         return ":".join((self.prefix, *parts))
 
     def _register(self, pipe, user_id: str, sid: str) -> None:
-        pipe.hset(self._key("user", user_id), sid, self.process_id)
+        holder = f"{self.process_id}{PLAIN_SUFFIX}" if self.local.is_plain(sid) else self.process_id
+        pipe.hset(self._key("user", user_id), sid, holder)
         pipe.sadd(self._key("users", self.process_id), user_id)
 
     def _prove_alive(self, pipe) -> None:
         pipe.set(self._key("alive", self.process_id), "1", ex=max(1, round(self.ttl)))
         pipe.hset(self._key("processes"), self.process_id, repr(time.time()))
 
-    def add(self, user_id: str, sid: str) -> None:
+    def add(self, user_id: str, sid: str, plain: bool = False) -> None:
         """Count socket `sid` of `user_id`; while Redis is unreachable, only locally."""
-        self.local.add(user_id, sid)
+        self.local.add(user_id, sid, plain)
         if not self._in_sync:
             return  # the heartbeat that restores the connection registers it
         try:
@@ -138,27 +142,34 @@ class RedisPresence:
         While Redis is unreachable, only the sockets of this process are known (and
         only they can be reached: emits to them do not need Redis).
         """
+        return self.online_kinds(user_ids)[0]
+
+    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+        """(users with a socket held by a live process, those with a plain client's socket)."""
         users = list(user_ids)
-        local = self.local.online(users)
+        local, local_plain = self.local.online_kinds(users)
         if not users:
-            return local
+            return local, local_plain
         try:
             pipe = self.redis.pipeline(transaction=False)
             for user_id in users:
                 pipe.hvals(self._key("user", user_id))
-            holders = pipe.execute()
-            processes = sorted({p.decode() for values in holders for p in values})
+            holders = [[v.decode() for v in values] for values in pipe.execute()]
+            processes = sorted({v.removesuffix(PLAIN_SUFFIX) for values in holders for v in values})
             flags = self.redis.mget([self._key("alive", p) for p in processes]) if processes else []
         except redis.RedisError as exc:
             self._lost(exc)
-            return local
+            return local, local_plain
         self._reachable()
         alive = {p for p, flag in zip(processes, flags, strict=True) if flag is not None}
-        return local | {
-            user_id
-            for user_id, values in zip(users, holders, strict=True)
-            if any(p.decode() in alive for p in values)
-        }
+        online, plain = set(local), set(local_plain)
+        for user_id, values in zip(users, holders, strict=True):
+            for value in values:
+                if value.removesuffix(PLAIN_SUFFIX) in alive:
+                    online.add(user_id)
+                    if value.endswith(PLAIN_SUFFIX):
+                        plain.add(user_id)
+        return online, plain
 
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open, in every process (this one's if Redis is down)."""

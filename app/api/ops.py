@@ -54,7 +54,10 @@ def metrics_exposition():
 def admin_ui_index():
     """The Socket.IO Admin UI's page, with its icon font from this origin (404 unless enabled)."""
     _admin_ui_enabled()
-    page = _admin_ui_page(current_app.config["PUBLIC_DIR"])
+    try:
+        page = _admin_ui_page(current_app.config["PUBLIC_DIR"])
+    except FileNotFoundError:  # `npm ci` in public/ not run: like any other file that is not there
+        raise NotFound() from None
     return Response(page, mimetype="text/html", headers={"Content-Security-Policy": ADMIN_UI_CSP})
 
 

@@ -121,7 +121,7 @@ OPERATIONS = {
     },
     "site.healthz": {
         "security": [],
-        "responses": {"200": _json(HealthSchema, "the process answers (liveness: nothing else is checked)")},
+        "responses": {"200": _json(HealthSchema, "the database answers"), "503": _error("it does not")},
     },
     "site.readyz": {
         "security": [],

@@ -105,7 +105,16 @@ def add_security_headers(response):
 
 @bp.get("/healthz")
 def healthz():
-    """Liveness: 200 `{"status": "ok"}` whenever the process answers (it checks nothing else)."""
+    """Health: 200 `{"status": "ok"}` when the database answers, else 503 (the wire contract's).
+
+    Readiness, which also checks Redis and the message-queue subscription, is /readyz.
+    """
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("health check: the database does not answer")
+        return error_response(503, "unavailable", "The database does not answer.")
     return {"status": "ok"}
 
 

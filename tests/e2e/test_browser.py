@@ -9,7 +9,6 @@ REQUIRE_SERVICES=1, in which case it fails.
 
 import base64
 import json
-import os
 import re
 import time
 from urllib.parse import urlparse
@@ -17,47 +16,26 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
+from tests.support.browser import chromium_browser, require_chromium
 from tests.support.live_server import HTTP_TIMEOUT
-from tests.support.skips import skip_or_fail
 from tests.support.tokens import bearer, mint_token, token_claims
 from tests.support.wire import ADMIN_ROUTE
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 10_000  # every wait on the page is bounded by this
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 EXPIRY_GRACE = 5  # seconds after a token's exp within which the server closes its socket (contract v2)
 TOKEN_KEY = "notifications.accessToken"  # where the page stores its token
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None
-
-_missing = []
-if sync_playwright is None:
-    _missing.append("the 'playwright' Python package is not installed")
-if not os.path.exists(CHROMIUM):
-    _missing.append(f"{CHROMIUM} is missing (apt-get install chromium)")
-if _missing:
-    skip_or_fail("browser tests need Playwright and Debian's chromium: " + "; ".join(_missing), module=True)
-
+require_chromium()
+from playwright.sync_api import expect  # noqa: E402  (after the check that it is installed)
 
 # ---- fixtures ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 def watch(page):

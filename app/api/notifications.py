@@ -4,6 +4,7 @@ import re
 
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
+from werkzeug.routing import BaseConverter
 
 from app.auth import admin_required, current_identity, user_required
 from app.schemas import (
@@ -15,6 +16,23 @@ from app.schemas import (
 from app.services import delivery, idempotency, inbox
 
 bp = Blueprint("notifications", __name__, url_prefix="/v1")
+
+
+class NotificationIdConverter(BaseConverter):
+    """A path segment that may be a notification id: not the name of a route of its own.
+
+    Without it, `DELETE /v1/notifications/<id>` also matches /notifications/read-all and
+    /notifications/unread-count, whose 405 answers would then list DELETE in `Allow`.
+    (Malformed ids still reach the views, which answer 401 before 404.)
+    """
+
+    regex = r"(?!(?:read-all|unread-count)(?:/|$))[^/]+"
+
+
+# First of the blueprint's deferred set-up, so the rules below can use it.
+bp.record_once(
+    lambda state: state.app.url_map.converters.setdefault("notification_id", NotificationIdConverter)
+)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 IDEMPOTENCY_KEY_FORM = re.compile(r"[\x20-\x7e]{1,255}")
@@ -49,14 +67,14 @@ def list_notifications():
     return [notification_to_wire(n) for n in rows], 200, headers
 
 
-@bp.put("/notifications/<notification_id>/read")
+@bp.put("/notifications/<notification_id:notification_id>/read")
 @user_required
 def mark_read(notification_id: str):
     """Mark one of the caller's notifications READ; answers the updated notification."""
     return notification_to_wire(inbox.mark_read(current_identity().user_id, notification_id))
 
 
-@bp.delete("/notifications/<notification_id>")
+@bp.delete("/notifications/<notification_id:notification_id>")
 @user_required
 def delete_notification(notification_id: str):
     """Delete one of the caller's notifications; 204."""

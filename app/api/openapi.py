@@ -36,7 +36,12 @@ def _header(description: str, schema: dict) -> dict:
     return {"description": description, "required": True, "schema": schema}
 
 
-_ID = {"in": "path", "name": "notification_id", "required": True, "schema": {"type": "string"}}
+_ID = {
+    "in": "path",
+    "name": "notification_id",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
 # What every /v1 route may answer besides its own: no acceptable token, too many requests.
 _API_ERRORS = {
     "401": _error(

@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.clients import connect
 from tests.support.waiting import wait_for
-from tests.support.wire import assert_wire_object
+from tests.support.wire import as_recipient_sees, assert_wire_object
 
 
 @pytest.mark.parametrize("via", ["header", "auth"])
@@ -22,7 +22,7 @@ def test_connected_user_gets_notification_live_and_offline_user_gets_it_stored(
     alice.wait_received(created["alice"]["id"])
     [event] = alice.new_notifications
     assert_wire_object(event, "alice", "Deploy finished")
-    assert event == created["alice"]
+    assert event == as_recipient_sees(created["alice"])
     assert event["deliveredAt"] is not None
     assert alice.pending_batches == []
     assert live_server.statuses([created["alice"]["id"], created["bob"]["id"]]) == {
@@ -45,7 +45,7 @@ def test_offline_user_gets_pending_on_connect(live_server, socket_client):
     for notification, original in zip(batch, sent, strict=True):
         assert_wire_object(notification, "carol", original["message"])
         assert notification["createdAt"] == original["createdAt"]
-    assert carol.new_notifications == [live]
+    assert carol.new_notifications == [as_recipient_sees(live)]
     assert set(live_server.statuses([n["id"] for n in sent]).values()) == {"DELIVERED"}
 
     carol.disconnect()

@@ -8,6 +8,11 @@ WIRE_KEYS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "r
 SENT_WIRE_KEYS = WIRE_KEYS | {"createdBy"}  # the admin route's answers also say who sent it
 
 
+def as_recipient_sees(sent: dict) -> dict:
+    """A notification of the admin route's answer, as its recipient gets it (without `createdBy`)."""
+    return {k: v for k, v in sent.items() if k != "createdBy"}
+
+
 def parse_time(value):
     """A wire time (ISO 8601, UTC, ending in Z) as an aware datetime."""
     assert isinstance(value, str) and value.endswith("Z"), value

@@ -87,3 +87,11 @@ def test_admin_ui_logs_in_and_lists_the_sockets(offline_page, live_server, socke
     expect(page.get_by_text("connected", exact=True).first).to_be_visible(timeout=WAIT_MS)
     page.get_by_role("link", name="Sockets").click(timeout=WAIT_MS)
     expect(page.get_by_text(sid)).to_be_visible(timeout=WAIT_MS)
+
+
+def test_client_page_links_to_the_api_reference(live_server):
+    import requests
+
+    page = requests.get(live_server.url + "/client/", timeout=10).text
+    assert '<a href="../docs/">API reference</a>' in page
+    assert requests.get(live_server.url + "/docs/", timeout=10).status_code == 200

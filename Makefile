@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench setup lint clean
+.PHONY: run test bench chaos setup lint clean
 
 run: setup
 	$(PY) -m flask --app wsgi db upgrade
@@ -15,6 +15,11 @@ test: setup
 
 bench: setup
 	$(PY) -m bench
+
+# The chaos run of the delivery guarantees (bench/chaos/), several minutes;
+# e.g. `make chaos CHAOS_ARGS="--sqlite"` or `CHAOS_ARGS="--quick --seed 7"`.
+chaos: setup
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 setup: $(VENV)/.installed public/node_modules/.installed
 

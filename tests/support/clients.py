@@ -1,6 +1,10 @@
 """The one recording Socket.IO client of the tests: a python-socketio client that keeps what it receives."""
 
+import contextlib
+import socket
+import struct
 import threading
+import time
 from collections import Counter
 
 import socketio
@@ -19,9 +23,11 @@ class RecordingClient(socketio.Client):
     `.new_notifications` holds the payloads of `new_notification`, `.pending_batches`
     those of `pending_notifications` (one list per event), `.connect_errors` those of
     `connect_error`, `.events` every event as `(name, payload)`, and `.counts` how many
-    times each notification id arrived by either event. `.disconnected` is set when the
-    connection ends. While `.ack_gate` is an unset Event, `new_notification` handlers
-    wait for it before returning, which is when python-socketio acknowledges the event.
+    times each notification id arrived by either event; `.arrivals` holds every arrival of
+    a notification as `(time.time(), event name, notification)`. `.disconnected` is set
+    when the connection ends. While `.ack_gate` is an unset Event, `new_notification`
+    handlers wait for it before returning, which is when python-socketio acknowledges the
+    event. `drop()` and `go_silent()` end a connection the ways a network does.
     """
 
     def __init__(self, user_id: str | None = None, name: str = "", **kwargs):
@@ -33,8 +39,10 @@ class RecordingClient(socketio.Client):
         self.connect_errors: list = []
         self.events: list[tuple[str, object]] = []
         self.counts: Counter[str] = Counter()
+        self.arrivals: list[tuple[float, str, dict]] = []
         self.disconnected = threading.Event()
         self.ack_gate: threading.Event | None = None
+        self._silenced: threading.Event | None = None  # set again to end a silent connection
         self._lock = threading.Lock()
         self.on(NEW_NOTIFICATION, self._on_new)
         self.on(PENDING_NOTIFICATIONS, self._on_pending)
@@ -55,6 +63,7 @@ class RecordingClient(socketio.Client):
             self.events.append((NEW_NOTIFICATION, payload))
             self.new_notifications.append(payload)
             self.counts[payload["id"]] += 1
+            self.arrivals.append((time.time(), NEW_NOTIFICATION, payload))
         gate = self.ack_gate
         if gate is not None:
             gate.wait(CONNECT_TIMEOUT * 3)
@@ -64,8 +73,10 @@ class RecordingClient(socketio.Client):
         with self._lock:
             self.events.append((PENDING_NOTIFICATIONS, payload))
             self.pending_batches.append(payload)
+            now = time.time()
             for notification in payload:
                 self.counts[notification["id"]] += 1
+                self.arrivals.append((now, PENDING_NOTIFICATIONS, notification))
 
     def _on_connect_error(self, *args):
         payload = self._payload(args)
@@ -113,10 +124,39 @@ class RecordingClient(socketio.Client):
 
     def close(self) -> None:
         """Disconnect, whatever state the connection is in (the server may be gone already)."""
+        if self._silenced is not None:
+            self.drop()  # a silent connection has no reader left to see a clean close through
         try:
             self.disconnect()
         except Exception:  # noqa: BLE001 - teardown must reach every client
             pass
+
+    def drop(self) -> None:
+        """End the connection as a broken network path does: without a Socket.IO or Engine.IO
+        close, the TCP connection ends at once (websocket transport), and the server learns it
+        from TCP alone."""
+        sock = getattr(getattr(self.eio, "ws", None), "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # Before the close: a close alone does not end a socket this client's reader is
+                # blocked on (the reader keeps it open, so nothing is sent); the shutdown sends
+                # a FIN at once and wakes the reader.
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()  # with a zero linger time, a reset once the reader has let go
+        if self._silenced is not None:
+            self._silenced.set()
+
+    def go_silent(self) -> None:
+        """Stop reading and answering pings, as a client whose network vanished or whose machine
+        froze: from now on nothing that arrives is handled (nor acknowledged), and the server
+        learns it only from its ping timeout. `drop()` or `close()` ends it here."""
+        silenced = self._silenced = threading.Event()
+
+        def swallow(_packet) -> None:  # the read loop's handler of each packet from now on
+            silenced.wait()
+
+        self.eio._receive_packet = swallow
 
     # ---- what arrived ------------------------------------------------------
 

@@ -87,15 +87,17 @@ def auth_header(token):
 
 @pytest.fixture
 def socket_client(app, token):
-    """Factory: a Socket.IO test client for a user, token in the header or the auth payload."""
+    """Factory: a Socket.IO test client for a user, token in the header or the auth payload,
+    plain or acknowledging (`ack=True`)."""
     clients = []
 
-    def make(user_id: str | None = None, via: str = "header", raw_token: str | None = None):
+    def make(user_id: str | None = None, via: str = "header", raw_token: str | None = None, ack=False):
         value = raw_token if raw_token is not None else token(user_id)
+        kind = {"ack": True} if ack else {}  # an acknowledging client (contract v2), else a plain one
         if via == "header":
-            sc = socketio.test_client(app, headers={"Authorization": f"Bearer {value}"})
+            sc = socketio.test_client(app, headers={"Authorization": f"Bearer {value}"}, auth=kind or None)
         else:
-            sc = socketio.test_client(app, auth={"token": value})
+            sc = socketio.test_client(app, auth={"token": value, **kind})
         clients.append(sc)
         return sc
 

@@ -14,21 +14,15 @@ from app.services import delivery
 
 
 @pytest.fixture
-def connect(app, token):
-    """Factory: a test-client socket of a user, acknowledging (`ack=True`) or plain."""
-    clients = []
+def connect(socket_client):
+    """Factory: a connected test-client socket of a user, acknowledging (`ack=True`) or plain."""
 
     def make(user_id: str, ack: bool = False):
-        auth = {"token": token(user_id), "ack": True} if ack else {"token": token(user_id)}
-        sc = socketio.test_client(app, auth=auth)
+        sc = socket_client(user_id, via="auth", ack=ack)
         assert sc.is_connected()
-        clients.append(sc)
         return sc
 
-    yield make
-    for sc in clients:
-        if sc.is_connected():
-            sc.disconnect()
+    return make
 
 
 def events(sc) -> dict[str, list]:

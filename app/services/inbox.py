@@ -126,6 +126,17 @@ def _to_user(user_id: str, event: str, payload: dict) -> None:
     socketio.emit(event, payload, to=user_room(user_id), namespace=NAMESPACE)
 
 
+def _read_at(now: datetime) -> dict:
+    """The columns of a notification read at `now`: read through the REST API before any
+    socket got it, it reached the user all the same."""
+    return {
+        Notification.status: NotificationStatus.READ,
+        Notification.read_at: now,
+        Notification.delivered_at: func.coalesce(Notification.delivered_at, now),
+        Notification.received_at: func.coalesce(Notification.received_at, now),
+    }
+
+
 def mark_read(user_id: str, notification_id: str) -> Notification:
     """Mark one of the user's notifications READ; repeating it changes nothing (and sends nothing)."""
     notification = _owned(user_id, notification_id)
@@ -138,13 +149,7 @@ def mark_read(user_id: str, notification_id: str) -> Notification:
                 Notification.id == notification_id,
                 Notification.status != NotificationStatus.READ,
             )
-            .values(
-                status=NotificationStatus.READ,
-                read_at=now,
-                # Read through the REST API before any socket got it: it reached the user.
-                delivered_at=func.coalesce(Notification.delivered_at, now),
-                received_at=func.coalesce(Notification.received_at, now),
-            )
+            .values(_read_at(now))
             .execution_options(synchronize_session=False)
         ).rowcount
         db.session.commit()
@@ -165,12 +170,7 @@ def read_all(user_id: str) -> tuple[int, datetime]:
         updated = db.session.execute(
             update(Notification)
             .where(Notification.user_id == user_id, Notification.status != NotificationStatus.READ)
-            .values(
-                status=NotificationStatus.READ,
-                read_at=now,
-                delivered_at=func.coalesce(Notification.delivered_at, now),
-                received_at=func.coalesce(Notification.received_at, now),
-            )
+            .values(_read_at(now))
             .execution_options(synchronize_session=False)
         ).rowcount
         db.session.commit()

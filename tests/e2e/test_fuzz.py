@@ -8,14 +8,12 @@ and bounded (MAX_EXAMPLES per operation), so that a failure is a real regression
 reruns the same way.
 """
 
-import tempfile
-from pathlib import Path
 
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from tests.support.live_server import LiveServer
+from tests.support.live_server import running_live_server
 
 SEED = 20261201
 MAX_EXAMPLES = 300  # per operation, in the fuzzing phase
@@ -27,15 +25,8 @@ NO_RATE_LIMITS = {"RATE_LIMIT_USER": "", "RATE_LIMIT_ADMIN": "", "RATE_LIMIT_AUT
 @pytest.fixture(scope="module")
 def fuzzed_server():
     """A real server (`python wsgi.py`) of this module's own, with rate limits off."""
-    with tempfile.TemporaryDirectory(prefix="e2e-fuzz-") as tmp:
-        server = LiveServer(Path(tmp))
-        server.env.update(NO_RATE_LIMITS)
-        server.migrate()
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop()
+    with running_live_server(NO_RATE_LIMITS) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

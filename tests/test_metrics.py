@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db, socketio
 
@@ -161,6 +161,8 @@ def test_http_requests_are_timed_by_route_and_status(client, auth_header):
 
 def test_database_errors_are_counted(app):
     gains = Gains(("database_errors_total", {}))
-    with app.app_context(), pytest.raises(OperationalError):
-        db.session.execute(text("SELECT * FROM no_such_table"))
+    with app.app_context():
+        with pytest.raises(DBAPIError):  # OperationalError on SQLite, ProgrammingError on PostgreSQL
+            db.session.execute(text("SELECT * FROM no_such_table"))
+        db.session.rollback()
     assert gains() == [1]

@@ -127,8 +127,12 @@ class RateLimits:
 
 
 def _remember_reset(limit: RequestLimit) -> None:
-    """Keep when the breached window frees up, for the 429's Retry-After."""
-    g.rate_limit_reset_at = max(getattr(g, "rate_limit_reset_at", 0), limit.reset_at)
+    """Keep when the breached window frees up, for the 429's Retry-After.
+
+    The exact time, not `limit.reset_at`: that one is rounded up a whole second, which made a
+    one-minute window answer `Retry-After: 61`.
+    """
+    g.rate_limit_reset_at = max(getattr(g, "rate_limit_reset_at", 0), limit.window.reset_time)
 
 
 def _too_many_requests(exc: RateLimitExceeded):

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import or_
 
 from app import metrics
 from app.errors import DomainError, TooManySocketsError
@@ -86,7 +87,7 @@ def create_notifications(
     presence = get_presence()
     # A row whose user has a plain client online counts as received as it is sent: its
     # confirmation never waits on the process that holds that socket (which may die first).
-    online, plain = presence.online_kinds(targets)
+    online, plain, acknowledging = presence.online_kinds(targets)
     now = utcnow()
     created = [
         NotificationRecord(
@@ -112,7 +113,7 @@ def create_notifications(
         db.session.rollback()
         raise
     _emit_each([n for n in created if n.status is NotificationStatus.DELIVERED])
-    _requeue_for_departed(created, presence)
+    _requeue_for_departed(created, presence, acknowledging)
     _deliver_to_late_arrivals(created, presence)
     live = {n.user_id for n in created if n.status is NotificationStatus.DELIVERED}
     _send_unread_counts(live)
@@ -132,15 +133,18 @@ def _send_unread_counts(user_ids: set[str]) -> None:
             socketio.emit(UNREAD_COUNT, {"count": count}, to=user_room(user_id), namespace=NAMESPACE)
 
 
-def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
+def _requeue_for_departed(created: list[NotificationRecord], presence, acknowledging: set[str]) -> None:
     """Put back to PENDING the DELIVERED ones whose user left before the emit.
 
     The user was online at the first presence read; if their last socket closed
     before the commit, the emit found no socket. In one process that is certain
     (nothing yields between the emit and this read), so every such row goes back,
     a plain client's too. With several processes another process may have sent it
-    just before its socket closed: only rows nobody confirmed go back (a plain
-    client's counts as received: never sent twice), the others stay with the sweeper.
+    just before its socket closed: rows nobody confirmed go back, the others stay
+    with the sweeper. A row stored received because a plain socket was online
+    stays (never sent twice to a plain-only user), unless the user also had an
+    acknowledging socket (`acknowledging`, from the first read): those get it at
+    least once, even if a plain socket may have had it too.
     """
     delivered = [n for n in created if n.status is NotificationStatus.DELIVERED]
     if not delivered:
@@ -150,9 +154,13 @@ def _requeue_for_departed(created: list[NotificationRecord], presence) -> None:
         return
     _flush_confirmations()  # what a socket of this process acknowledged before leaving
     table = Notification.__table__
-    unconfirmed = [] if not presence.shared else [table.c.received_at.is_(None)]
     back_ids = [n.id for n in delivered if n.user_id in departed]
-    requeued = rows.requeue_returning(table.c.id.in_(back_ids), *unconfirmed)
+    if presence.shared:
+        guaranteed = [n.id for n in delivered if n.user_id in departed & acknowledging]
+        unconfirmed = or_(table.c.received_at.is_(None), table.c.id.in_(guaranteed))
+        requeued = rows.requeue_returning(table.c.id.in_(back_ids), unconfirmed)
+    else:
+        requeued = rows.requeue_returning(table.c.id.in_(back_ids))
     for notification in delivered:
         if notification.id in requeued:
             notification.status, notification.delivered_at = NotificationStatus.PENDING, None
@@ -166,7 +174,7 @@ def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> in
     pending = [n for n in created if n.status is NotificationStatus.PENDING]
     if not pending:
         return 0
-    arrived, plain = presence.online_kinds({n.user_id for n in pending})
+    arrived, plain, _acknowledging = presence.online_kinds({n.user_id for n in pending})
     if not arrived:
         return 0
     claimed = {
@@ -242,7 +250,7 @@ def _flush_confirmations() -> None:
 def send_pending(user_ids: set[str]) -> int:
     """Claim the PENDING rows of these users and send them to each user's room."""
     table = Notification.__table__
-    _online, plain = get_presence().online_kinds(user_ids)
+    _online, plain, _acknowledging = get_presence().online_kinds(user_ids)
     claimed = [
         n
         for group, received in ((set(user_ids) - plain, False), (plain, True))

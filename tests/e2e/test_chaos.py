@@ -135,11 +135,12 @@ def test_plain_socket_is_not_sent_again_when_the_users_acknowledging_socket_clos
 
 # ---- what the fix of the above broke (56c71c7), each interleaving forced --------------------
 #
-# The creator now stores a row received when its user has a plain socket online at its first
+# The creator stores a row received when its user has a plain socket online at its first
 # presence read. When the user has left by the send, the row goes back to PENDING only if
-# nothing confirmed it ("the others stay with the sweeper", but the sweeper takes only
-# unconfirmed rows): nothing is sent, and nothing ever will be. Both pass on dfc93a5. Strict
-# xfail: the day one passes, its marker has to go.
+# nothing confirmed it, or if the user also had an acknowledging socket (its guarantee wins).
+# A plain-only user's row stays received and is never sent: "at most once" allows it, and
+# putting it back would send it twice whenever the other process did send it before the
+# socket closed. Strict xfail: the day it passes, its marker has to go.
 
 SENT_TO_NOBODY = "stored received for a plain socket that had closed before the send; never sent to anyone"
 
@@ -176,7 +177,6 @@ def test_plain_user_who_left_before_the_send_gets_it_on_reconnect(nodes):
 
 
 @pytest.mark.cluster
-@pytest.mark.xfail(strict=True, reason=SENT_TO_NOBODY)
 def test_acknowledging_socket_of_a_user_who_left_before_the_send_gets_it_on_reconnect(nodes):
     """The README: a notification counts as received for a user with both kinds of socket when it
     was sent to a plain one; otherwise the acknowledging sockets get it at least once."""

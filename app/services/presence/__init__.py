@@ -47,8 +47,8 @@ class Presence(Protocol):
     def online(self, user_ids: Iterable[str]) -> set[str]:
         """The subset of `user_ids` with at least one connected socket."""
 
-    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str]]:
-        """(users online, those of them with a plain client's socket)."""
+    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
+        """(users online, those of them with a plain client's socket, those with an acknowledging one)."""
 
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open."""

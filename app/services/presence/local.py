@@ -47,10 +47,12 @@ class LocalPresence:
         """The subset of `user_ids` with at least one connected socket."""
         return {user_id for user_id in user_ids if user_id in self._sockets}
 
-    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str]]:
-        """(users online, those of them with a plain client's socket)."""
+    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
+        """(users online, those of them with a plain client's socket, those with an acknowledging one)."""
         online = self.online(user_ids)
-        return online, {u for u in online if any(sid in self._plain for sid in self._sockets.get(u, ()))}
+        plain = {u for u in online if any(sid in self._plain for sid in self._sockets.get(u, ()))}
+        acknowledging = {u for u in online if any(sid not in self._plain for sid in self._sockets.get(u, ()))}
+        return online, plain, acknowledging
 
     def local_users(self) -> set[str]:
         """Users with a socket in this process."""

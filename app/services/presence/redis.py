@@ -144,12 +144,13 @@ class RedisPresence:
         """
         return self.online_kinds(user_ids)[0]
 
-    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str]]:
-        """(users with a socket held by a live process, those with a plain client's socket)."""
+    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
+        """(users with a socket held by a live process, those with a plain client's socket,
+        those with an acknowledging one)."""
         users = list(user_ids)
-        local, local_plain = self.local.online_kinds(users)
+        local, local_plain, local_acknowledging = self.local.online_kinds(users)
         if not users:
-            return local, local_plain
+            return local, local_plain, local_acknowledging
         try:
             pipe = self.redis.pipeline(transaction=False)
             for user_id in users:
@@ -159,17 +160,16 @@ class RedisPresence:
             flags = self.redis.mget([self._key("alive", p) for p in processes]) if processes else []
         except redis.RedisError as exc:
             self._lost(exc)
-            return local, local_plain
+            return local, local_plain, local_acknowledging
         self._reachable()
         alive = {p for p, flag in zip(processes, flags, strict=True) if flag is not None}
-        online, plain = set(local), set(local_plain)
+        online, plain, acknowledging = set(local), set(local_plain), set(local_acknowledging)
         for user_id, values in zip(users, holders, strict=True):
             for value in values:
                 if value.removesuffix(PLAIN_SUFFIX) in alive:
                     online.add(user_id)
-                    if value.endswith(PLAIN_SUFFIX):
-                        plain.add(user_id)
-        return online, plain
+                    (plain if value.endswith(PLAIN_SUFFIX) else acknowledging).add(user_id)
+        return online, plain, acknowledging
 
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open, in every process (this one's if Redis is down)."""

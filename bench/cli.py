@@ -1,9 +1,10 @@
 """Command line of the benchmark: which scenarios on which topologies, and the output.
 
 Without `--db`/`--processes` the plan is: every scenario on SQLite with one process,
-every scenario on PostgreSQL with one process, then S3 and S6 on PostgreSQL with two
-processes and Redis. A topology whose PostgreSQL or Redis does not answer is skipped
-(and reported as skipped) in that default plan; asked for explicitly, it is an error.
+every scenario on PostgreSQL with one process, then S3, S6 and S7 on PostgreSQL with two
+processes and Redis, and S1, S2, S3 and S6 against the baseline server. A topology whose
+PostgreSQL or Redis does not answer is skipped (and reported as skipped) in that default
+plan; asked for explicitly, it is an error.
 """
 
 import argparse
@@ -18,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from bench.pool import LoadError, LoadPool
-from bench.report import machine_info, plot_latency, say, table, write_json
+from bench.report import machine_info, plot_latency, say, steps_table, table, write_json
 from bench.scenarios import SCENARIOS
 from bench.scenarios.common import (
     FULL,
@@ -38,7 +39,7 @@ log = logging.getLogger("bench")
 DEFAULT_PLAN = (
     (Topology("sqlite", 1), tuple(SCENARIOS)),
     (Topology("postgres", 1), tuple(SCENARIOS)),
-    (Topology("postgres", 2), ("S3", "S6")),
+    (Topology("postgres", 2), ("S3", "S6", "S7")),
     (Topology("baseline", 1), ("S1", "S2", "S3", "S6")),
 )
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -374,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in table(document["scenarios"]):
         say(line)
     say()
+    for line in steps_table(document["scenarios"]):
+        say(line)
     for info in document["topologies"]:
         logged = info.get("server_log") or {}
         if logged.get("problem_lines"):

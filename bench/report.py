@@ -119,6 +119,58 @@ def table(results: list[dict]) -> list[str]:
     return lines
 
 
+def _ms(summary: dict | None, key: str) -> str:
+    value = (summary or {}).get(key)
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def steps_table(results: list[dict]) -> list[str]:
+    """The steps of every stepped scenario (S7), one row each, under a line naming scenario and topology."""
+    header = (
+        "target/s",
+        "achieved/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "dup",
+        "POST err",
+        "lag p99 ms",
+        "server CPU s",
+        "load CPU s",
+        "verdict",
+    )
+    lines: list[str] = []
+    for r in results:
+        steps = (r.get("figures") or {}).get("steps")
+        if not steps:
+            continue
+        rows = [
+            (
+                _cell(s["target_rate"]),
+                _cell(s.get("achieved_rate")),
+                _ms(s.get("delivery_ms"), "p50_ms"),
+                _ms(s.get("delivery_ms"), "p99_ms"),
+                _ms(s.get("delivery_ms"), "max_ms"),
+                _cell(s.get("lost")),
+                _cell(s.get("duplicates")),
+                _cell(s.get("post_errors")),
+                _ms(s.get("schedule_lag_ms"), "p99_ms"),
+                _cell(s.get("server_cpu_s")),
+                _cell(s.get("load_cpu_s")),
+                "good" if s.get("good") else "bad: " + "; ".join(s.get("why_bad") or []),
+            )
+            for s in steps
+        ]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        lines.append(f"{r['scenario']} {r['title']} on {r['topology']}, step by step:")
+        lines.append("  ".join(v.rjust(w) for v, w in zip(header, widths, strict=True)).rstrip())
+        for row in rows:
+            lines.append("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        lines.append("")
+    return lines
+
+
 def write_json(document: dict, out_dir: Path, stamp: str) -> Path:
     """`<stamp>.json` and `latest.json` in `out_dir`; returns the first."""
     out_dir.mkdir(parents=True, exist_ok=True)

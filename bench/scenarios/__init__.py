@@ -1,6 +1,6 @@
-"""The scenarios S1-S6, one module each, in the table `SCENARIOS`; what they share is in `common`."""
+"""The scenarios S1-S7, one module each, in the table `SCENARIOS`; what they share is in `common`."""
 
-from . import s1_connects, s2_idle, s3_fanout, s4_bulk, s5_drain, s6_sustained
+from . import s1_connects, s2_idle, s3_fanout, s4_bulk, s5_drain, s6_sustained, s7_throughput
 from .common import Scenario
 
 # Every scenario by its key, in the order they run.
@@ -11,4 +11,5 @@ SCENARIOS: dict[str, Scenario] = {
     "S4": s4_bulk.SCENARIO,
     "S5": s5_drain.SCENARIO,
     "S6": s6_sustained.SCENARIO,
+    "S7": s7_throughput.SCENARIO,
 }

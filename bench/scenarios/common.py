@@ -1,5 +1,7 @@
 """What the scenarios share: sizes, context, deadline, connecting users, posting, receipts.
 
+`OpenLoop` is the open-loop POST stream of S6 and of each step of S7, with its figures.
+
 Each scenario fills a `figures` dict as it goes, so that a scenario stopped by its
 deadline or by an error still reports what it measured. Every wait is bounded by the
 scenario's deadline. Receipts are accounted by notification id (`Arrivals`):
@@ -13,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from bench.pool import LoadPool
 from bench.servers import Servers
@@ -44,6 +47,11 @@ class Sizes:
     s6_users: int = 500
     s6_rate: float = 100.0
     s6_duration: float = 20.0
+    s7_users: int = 2000
+    s7_step: float = 5.0
+    s7_start_rate: float = 100.0
+    s7_max_rate: float = 3000.0
+    s7_p99_ms: float = 50.0
     delivery_wait: float = 30.0
 
 
@@ -64,6 +72,10 @@ QUICK = Sizes(
     s6_users=10,
     s6_rate=20.0,
     s6_duration=1.0,
+    s7_users=20,
+    s7_step=1.0,
+    s7_start_rate=20.0,
+    s7_max_rate=40.0,
     delivery_wait=10.0,
 )
 
@@ -309,6 +321,127 @@ def connect_budget(n: int) -> float:
     return max(60.0, n / 20.0) + 30.0
 
 
+# -- open-loop POST streams ---------------------------------------------------------------------
+
+# Each POST of an open-loop stream is answered within this time or counts as an error.
+OPEN_LOOP_POST_TIMEOUT = 10.0
+# Longest wait for the deliveries of one open-loop stream after its last POST was answered.
+OPEN_LOOP_DELIVERY_WAIT = 15.0
+
+
+class OpenLoop:
+    """Open-loop streams of POSTs to online users, run one after the other, each measured apart.
+
+    Each POST creates one notification for a random user of `users` (POSTs alternating
+    over the servers), started at its scheduled time whether or not earlier ones were
+    answered. The client processes keep every receipt of the scenario; the receipts of
+    each stream are the ones fetched since the previous stream, accounted by id in one
+    `Arrivals` for the whole scenario, so that a late copy of an earlier stream's
+    notification still counts as a duplicate rather than as unexpected.
+    """
+
+    def __init__(self, ctx: Context, users: list[str]) -> None:
+        self.ctx = ctx
+        self.users = users
+        self.delivery = Arrivals({})
+        self._fetched: dict[str, int] = {}  # receipts accounted so far, per client process
+        self._dropped = 0
+
+    def _fetch(self) -> None:
+        """Account the receipts that arrived since the last fetch."""
+        ctx = self.ctx
+        results = ctx.pool.call_all("receipts", 60, workers=ctx.pool.clients)
+        for worker, result in zip(ctx.pool.clients, results, strict=True):
+            start = self._fetched.get(worker.name, 0)
+            self.delivery.add((r[0], r[1], r[2]) for r in result["receipts"][start:])
+            self._fetched[worker.name] = len(result["receipts"])
+
+    def run(self, rate: float, duration: float, seed: int, wait: float, fig: dict | None = None) -> dict:
+        """One stream at `rate` POST/s for `duration` s; then its deliveries, waited for up to `wait` s.
+
+        Fills `fig` (a new dict if None) as it goes and returns it: POSTs, achieved rate,
+        delivery latencies, lost (created, per the POST answer, but not received when the
+        wait ended), duplicates, and the server and load-generator CPU seconds from its
+        first POST to the end of the wait.
+        """
+        ctx = self.ctx
+        fetched_before = sum(self._fetched.values())
+        duplicates_before = self.delivery.duplicates
+        unexpected_before = self.delivery.unexpected + self.delivery.wrong_user
+        server_before = ctx.servers.sample()["cpu_s"]
+        load_before = sum(ctx.pool.cpu_seconds().values())
+        outcome = ctx.pool.call(
+            ctx.pool.poster,
+            "open_loop",
+            duration + OPEN_LOOP_POST_TIMEOUT + 30,
+            urls=ctx.urls,
+            token=ctx.admin_token,
+            users=self.users,
+            rate=rate,
+            duration=duration,
+            seed=seed,
+            timeout=OPEN_LOOP_POST_TIMEOUT,
+        )
+        posts = outcome["posts"]
+        done, errors = answered(posts)
+        expected: dict[str, str] = {}
+        sent: dict[str, float] = {}
+        answer_of: dict[str, dict] = {}
+        for answer in done:
+            expected.update(answer["ids"])
+            sent.update(dict.fromkeys(answer["ids"], answer["sent"]))
+            answer_of.update(dict.fromkeys(answer["ids"], answer))
+        self.delivery.expected.update(expected)
+        fig = {} if fig is None else fig
+        fig["timed_out"] = not ctx.wait_for_receipts(fetched_before + len(expected), wait)
+        server_cpu = ctx.servers.sample()["cpu_s"] - server_before
+        load_cpu = sum(ctx.pool.cpu_seconds().values()) - load_before
+        self._fetch()
+        first_seen = self.delivery.first_seen
+        latencies = [first_seen[nid] - at for nid, at in sent.items() if nid in first_seen]
+        lost = [nid for nid in expected if nid not in first_seen]
+        dropped = ctx.dropped()
+        # Open loop over `duration` seconds: the rate is what was answered over that time, or
+        # over the longer time until the last answer came when the server fell behind.
+        window = max(duration, max(p["done"] for p in done) - outcome["start"]) if done else 0.0
+        fig.update(
+            posts_scheduled=len(posts),
+            posts_ok=len(done),
+            post_errors=sum(errors.values()),
+            post_error_reasons=dict(errors.most_common(5)),
+            achieved_rate=round(len(done) / window, 1) if window > 0 else None,
+            post_ms=summary_ms([p["done"] - p["sent"] for p in done]),
+            schedule_lag_ms=summary_ms([p["sent"] - p["scheduled"] for p in posts if p is not None]),
+            received=len(expected) - len(lost),
+            lost=len(lost),
+            duplicates=self.delivery.duplicates - duplicates_before,
+            unexpected=self.delivery.unexpected + self.delivery.wrong_user - unexpected_before,
+            dropped=dropped - self._dropped,
+            delivery_ms=summary_ms(latencies),
+            lost_details=[
+                {
+                    "id": nid,
+                    "user": expected[nid],
+                    "answered_status": next(iter(answer_of[nid]["statuses"]), None),
+                    "posted_to_server": answer_of[nid]["server"],
+                    "sent_at": iso(answer_of[nid]["sent"]),
+                }
+                for nid in lost[:MAX_DETAILS]
+            ],
+            server_cpu_s=round(server_cpu, 3),
+            server_cpu_ms_per_post=round(server_cpu * 1000.0 / len(done), 3) if done else None,
+            load_cpu_s=round(load_cpu, 3),
+            latencies_ms=sorted(round(x * 1000.0, 3) for x in latencies),
+        )
+        self._dropped = dropped
+        return fig
+
+
+def iso(stamp: float) -> str:
+    """A `time.time()` value as UTC ISO 8601 with milliseconds."""
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 # -- before the scenarios -----------------------------------------------------------------------
 
 
@@ -378,6 +511,8 @@ def problems(f: dict) -> list[str]:
     for key in ("timed_out", "notify_timed_out"):
         if f.get(key):
             out.append("timed out waiting for deliveries")
+    if f.get("stopped_by") == "deadline":
+        out.append("search stopped by the deadline")
     if f.get("teardown_idle") is False:
         out.append(f"server still busy {f.get('teardown_s')} s after the clients left")
     if "statuses" in f and set(f["statuses"]) - {"PENDING"}:

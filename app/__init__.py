@@ -2,10 +2,12 @@
 
 import logging
 import os
+import time
 
 from flask import Flask
 from flask_cors import CORS
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import jsonfast, metrics
@@ -74,17 +76,17 @@ def register_extensions(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
             **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
-            # A pooled connection may have been closed by the server (restart, idle timeout):
-            # test it on checkout. A SQLite file has no such failure to test for.
-            "pool_pre_ping": True,
             "pool_size": app.config["DB_POOL_SIZE"],
             "max_overflow": app.config["DB_MAX_OVERFLOW"],
             "pool_timeout": app.config["DB_POOL_TIMEOUT"],
         }
     db.init_app(app)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        with app.app_context():
+    with app.app_context():
+        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_write_ahead_log)
+        else:
+            event.listen(db.engine.pool, "checkin", _note_checkin)
+            event.listen(db.engine.pool, "checkout", _ping_if_idle)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     init_jwt(app)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
@@ -109,6 +111,32 @@ def register_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     init_presence(app, listening=(lambda: manager.listening) if queue_url else None)
     app.extensions["rate_limits"] = RateLimits(app)
+
+
+# A pooled connection idle longer than this is tested before use (seconds).
+PING_AFTER_IDLE = 1.0
+
+
+def _note_checkin(_dbapi_connection, connection_record) -> None:
+    connection_record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection, connection_record, _connection_proxy) -> None:
+    """Test a pooled connection that sat idle, as `pool_pre_ping` would test every one.
+
+    The server may have closed it meanwhile (restart, idle timeout); the pool then opens
+    another. A connection used a moment ago is not tested: `pool_pre_ping` cost a
+    `SELECT 1` round trip per checkout, and the session checks out once per transaction
+    (bench/README.md, "Measurements behind the code").
+    """
+    if time.monotonic() - connection_record.info.get("checked_in_at", 0.0) < PING_AFTER_IDLE:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    except (dbapi_connection.OperationalError, dbapi_connection.InterfaceError) as exc:  # closed
+        raise DisconnectionError(str(exc)) from exc
 
 
 def _sqlite_write_ahead_log(dbapi_connection, _connection_record) -> None:

@@ -127,7 +127,6 @@ def _send_unread_counts(user_ids: set[str]) -> None:
     if not user_ids:
         return
     counts = inbox.unread_counts(user_ids)
-    db.session.commit()  # end the read transaction
     with _publishing_together():
         for user_id, count in counts.items():
             socketio.emit(UNREAD_COUNT, {"count": count}, to=user_room(user_id), namespace=NAMESPACE)
@@ -288,15 +287,20 @@ def connect_socket(user_id: str, sid: str, plain: bool = False) -> list[Notifica
     socketio.server.enter_room(sid, user_room(user_id), namespace=NAMESPACE)
     presence.add(user_id, sid, plain)
     try:
-        table = Notification.__table__
-        claimed = rows.claim(table.c.user_id == user_id, received=plain) if rows.has_pending(user_id) else []
+        has_pending, unread = rows.connect_state(user_id)
+        if has_pending:
+            claimed = rows.claim(Notification.__table__.c.user_id == user_id, received=plain)
+            unread = inbox.unread_count(user_id)  # a create may have committed meanwhile
+        else:
+            claimed = []
     except Exception:
         # Not counted as connected with pending rows it never got; the caller refuses it.
         presence.remove(sid)
         socketio.server.leave_room(sid, user_room(user_id), namespace=NAMESPACE)
         raise
     pending = _emit_pending(claimed, to=sid)
-    inbox.send_unread_count(user_id, to=sid)  # right after pending_notifications (contract v2)
+    # right after pending_notifications (contract v2)
+    socketio.emit(UNREAD_COUNT, {"count": unread}, to=sid, namespace=NAMESPACE)
     log.info(CONNECTED_LOG, user_id, sid, len(pending))
     return pending
 

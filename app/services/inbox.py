@@ -26,6 +26,7 @@ from app.protocol import (
     user_room,
 )
 from app.schemas import notification_to_wire, utc_iso
+from app.services import rows
 
 COUNT_BATCH = 1000  # users per grouped count
 
@@ -90,35 +91,36 @@ def _owned(user_id: str, notification_id: str) -> Notification:
 
 def unread_count(user_id: str) -> int:
     """How many of the user's notifications are not READ (served by ix_notifications_unread)."""
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Notification)
-        .where(Notification.user_id == user_id, Notification.status != NotificationStatus.READ)
-    )
+    with rows.one_statement() as connection:
+        return connection.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.user_id == user_id, Notification.status != NotificationStatus.READ)
+        )
 
 
 def unread_counts(user_ids: Iterable[str]) -> dict[str, int]:
     """`unread_count` of several users in one query."""
     users = sorted(set(user_ids))
     counts = dict.fromkeys(users, 0)
-    for start in range(0, len(users), COUNT_BATCH):
-        counts.update(
-            db.session.execute(
-                select(Notification.user_id, func.count())
-                .where(
-                    Notification.user_id.in_(users[start : start + COUNT_BATCH]),
-                    Notification.status != NotificationStatus.READ,
-                )
-                .group_by(Notification.user_id)
-            ).all()
-        )
+    with rows.one_statement() as connection:
+        for start in range(0, len(users), COUNT_BATCH):
+            counts.update(
+                connection.execute(
+                    select(Notification.user_id, func.count())
+                    .where(
+                        Notification.user_id.in_(users[start : start + COUNT_BATCH]),
+                        Notification.status != NotificationStatus.READ,
+                    )
+                    .group_by(Notification.user_id)
+                ).all()
+            )
     return counts
 
 
 def send_unread_count(user_id: str, to: str | None = None) -> None:
     """Send the user's unread count to `to` (a socket), or to every socket of the user."""
     count = unread_count(user_id)
-    db.session.commit()  # end the read transaction
     socketio.emit(UNREAD_COUNT, {"count": count}, to=to or user_room(user_id), namespace=NAMESPACE)
 
 

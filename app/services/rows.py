@@ -2,13 +2,18 @@
 
 Each statement is built once (per dialect where conversion differs) and commits or
 rolls back on its own, so callers see either the whole change or none of it.
+
+A change made by one statement runs in autocommit (`one_statement`): the statement is
+atomic by itself, and on PostgreSQL psycopg2 otherwise sends BEGIN and COMMIT as two
+more round trips around it (bench/README.md, "Measurements behind the code").
 """
 
 from datetime import datetime
 from functools import lru_cache
 from operator import attrgetter
 
-from sqlalchemy import String, bindparam, insert, select, update
+from sqlalchemy import String, bindparam, exists, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql
 
 from app import metrics
 from app.extensions import db
@@ -25,11 +30,25 @@ _INSERT_CONVERTED = insert(_TABLE).values(
         for column, name in zip(RECORD_COLUMNS, _INSERT_NAMES, strict=True)
     }
 )
-_HAS_PENDING = (
-    select(_TABLE.c.id)
-    .where(_TABLE.c.user_id == bindparam("user_id"), _TABLE.c.status == NotificationStatus.PENDING)
-    .limit(1)
+# On connect, in one round trip: has the user PENDING rows (ix_notifications_user_status_created),
+# and how many unread ones (ix_notifications_unread).
+_CONNECT_STATE = select(
+    exists().where(_TABLE.c.user_id == bindparam("user_id"), _TABLE.c.status == NotificationStatus.PENDING),
+    select(func.count())
+    .select_from(_TABLE)
+    .where(_TABLE.c.user_id == bindparam("user_id"), _TABLE.c.status != NotificationStatus.READ)
+    .scalar_subquery(),
 )
+
+
+def one_statement():
+    """A connection for one self-contained statement, in autocommit, returned to the pool after."""
+    return _autocommit_engine(db.engine).connect()
+
+
+@lru_cache(maxsize=8)
+def _autocommit_engine(engine):
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def insert(records: list[NotificationRecord]) -> None:
@@ -39,14 +58,50 @@ def insert(records: list[NotificationRecord]) -> None:
     SQLAlchemy convert them row by row (timestamps to SQLite text, the status to
     its stored name) costs more than the INSERT itself at 10,000 rows.
     """
-    processors = _bind_processors(db.session.get_bind().dialect)
+    dialect = db.session.get_bind().dialect
+    processors = _bind_processors(dialect)
     columns = [
-        _converted(map(attrgetter(column.key), records), process)
+        list(_converted(map(attrgetter(column.key), records), process))
         for column, process in zip(RECORD_COLUMNS, processors, strict=True)
     ]
+    if dialect.name == "postgresql":
+        _insert_unnested(columns)
+        return
     db.session.execute(
         _INSERT_CONVERTED, [dict(zip(_INSERT_NAMES, row, strict=True)) for row in zip(*columns, strict=True)]
     )
+
+
+def _insert_unnested(columns: list[list]) -> None:
+    """PostgreSQL: every row in one statement, each column one array (or one value, when shared).
+
+    SQLAlchemy's executemany sends 10,000 rows as ten INSERTs of 1,000 VALUES each; one
+    `INSERT ... SELECT FROM unnest(...)` is one round trip and one plan (bench/README.md).
+    """
+    shared = tuple(all(value is column[0] for value in column) for column in columns)
+    params = {
+        name: column[0] if is_shared else column
+        for name, column, is_shared in zip(_INSERT_NAMES, columns, shared, strict=True)
+    }
+    db.session.execute(_unnest_statement(shared), params)
+
+
+@lru_cache(maxsize=64)
+def _unnest_statement(shared: tuple[bool, ...]):
+    """The INSERT ... SELECT FROM unnest for this choice of shared (scalar) and per-row (array) columns."""
+    dialect = postgresql.dialect()
+    arrays, values = [], []
+    for column, name, is_shared in zip(RECORD_COLUMNS, _INSERT_NAMES, shared, strict=True):
+        sql_type = column.type.dialect_impl(dialect).compile(dialect=dialect)
+        if is_shared:
+            values.append(f"CAST(:{name} AS {sql_type})")
+        else:
+            arrays.append(f"CAST(:{name} AS {sql_type}[])")
+            values.append(f"v.c{len(arrays)}")
+    names = ", ".join(column.name for column in RECORD_COLUMNS)
+    aliases = ", ".join(f"c{i}" for i in range(1, len(arrays) + 1))
+    source = f" FROM unnest({', '.join(arrays)}) AS v({aliases})" if arrays else ""  # else: one row
+    return text(f"INSERT INTO {_TABLE.name} ({names}) SELECT {', '.join(values)}{source}")
 
 
 @lru_cache(maxsize=8)
@@ -88,13 +143,8 @@ def claim(*criteria, received: bool = False) -> list[NotificationRecord]:
         .values(**values)
         .returning(*RECORD_COLUMNS)
     )
-    try:
-        claimed = [NotificationRecord(*row) for row in db.session.execute(statement)]
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return claimed
+    with one_statement() as connection:
+        return [NotificationRecord(*row) for row in connection.execute(statement)]
 
 
 def requeue_returning(*criteria) -> set[str]:
@@ -106,60 +156,50 @@ def requeue_returning(*criteria) -> set[str]:
         .values(status=NotificationStatus.PENDING, delivered_at=None, received_at=None)
         .returning(table.c.id)
     )
-    try:
-        ids = {row.id for row in db.session.execute(statement)}
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return ids
+    with one_statement() as connection:
+        return {row.id for row in connection.execute(statement)}
 
 
 def requeue(*criteria) -> int:
     """Put the DELIVERED rows matching `criteria` back to PENDING; how many were."""
     table = _TABLE
-    try:
-        result = db.session.execute(
+    with one_statement() as connection:
+        return connection.execute(
             update(table)
             .where(table.c.status == NotificationStatus.DELIVERED, *criteria)
             .values(status=NotificationStatus.PENDING, delivered_at=None)
-        )
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return result.rowcount
+        ).rowcount
 
 
-def has_pending(user_id: str) -> bool:
-    """Whether the user has PENDING rows: a read, so most connects write nothing.
+def connect_state(user_id: str) -> tuple[bool, int]:
+    """(whether the user has PENDING rows, how many are unread): one read, so most connects write nothing.
 
     Safe to skip the claim on "no": it runs after the socket counts as online, so a
     row committed afterwards is claimed by its creator's second presence read.
     """
-    found = db.session.execute(_HAS_PENDING, {"user_id": user_id}).first()
-    db.session.commit()  # end the read transaction, so the next read sees new rows
-    return found is not None
+    with one_statement() as connection:
+        has_pending, unread = connection.execute(_CONNECT_STATE, {"user_id": user_id}).one()
+    return bool(has_pending), unread
 
 
 def confirm(notification_ids: list[str]) -> int:
-    """Stamp `received_at` on these notifications (those not stamped yet); how many were."""
+    """Stamp `received_at` on these notifications (those not stamped yet); how many were.
+
+    Each batch is a statement of its own: a failure half-way leaves the first batches
+    stamped, which is true, and a retry stamps the rest.
+    """
     table = _TABLE
     confirmed = 0
     now = utcnow()
-    try:
+    with one_statement() as connection:
         for start in range(0, len(notification_ids), CONFIRM_BATCH):
             batch = notification_ids[start : start + CONFIRM_BATCH]
-            result = db.session.execute(
+            result = connection.execute(
                 update(table)
                 .where(table.c.id.in_(batch), table.c.received_at.is_(None))
                 .values(received_at=now)
             )
             confirmed += result.rowcount
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return confirmed
 
 
@@ -176,11 +216,7 @@ def requeue_unconfirmed(sent_before: datetime) -> set[str]:
         .values(status=NotificationStatus.PENDING, delivered_at=None)
         .returning(table.c.user_id)
     )
-    try:
-        users = [row.user_id for row in db.session.execute(statement)]  # one per notification
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
+    with one_statement() as connection:
+        users = [row.user_id for row in connection.execute(statement)]  # one per notification
     metrics.REQUEUED_UNCONFIRMED.inc(len(users))
     return set(users)

@@ -1,0 +1,80 @@
+"""The PostgreSQL connection pool: idle connections the server closed are replaced, and
+self-contained statements run without a transaction of their own.
+
+Each test uses a PostgreSQL database of its own (whatever DATABASE_URL says), so the
+SQLite run of the suite checks it too.
+"""
+
+import time
+
+import pytest
+from sqlalchemy import event
+
+from app import PING_AFTER_IDLE, create_app
+from app.extensions import db
+from app.services import rows
+from app.services.delivery import create_notifications
+from config import TestingConfig, database_url
+from tests.support.inprocess import app_token
+from tests.support.services import PostgresDatabase, postgres_problem, postgres_server_url
+from tests.support.skips import skip_or_fail
+
+
+@pytest.fixture
+def pg_app():
+    problem = postgres_problem(postgres_server_url())
+    if problem:
+        skip_or_fail(problem)
+    database = PostgresDatabase().create()
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_url(database.url))
+    with app.app_context():
+        db.create_all()
+    yield app, database
+    app.extensions["confirmations"].stop()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    database.drop()
+
+
+def close_every_connection_from_the_server(database: PostgresDatabase) -> int:
+    """What a PostgreSQL restart or an idle timeout does to the pool's connections."""
+    return len(
+        database.rows(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    )
+
+
+def test_requests_after_the_server_closed_the_pooled_connections_succeed(pg_app):
+    app, database = pg_app
+    client = app.test_client()
+    headers = {"Authorization": "Bearer " + app_token(app, "alice")}
+    assert client.get("/v1/notifications", headers=headers).status_code == 200
+    assert client.get("/v1/notifications/unread-count", headers=headers).status_code == 200
+    assert close_every_connection_from_the_server(database) >= 1
+
+    time.sleep(PING_AFTER_IDLE + 0.2)  # idle long enough to be tested on checkout
+
+    for path in ("/v1/notifications", "/v1/notifications/unread-count", "/healthz"):
+        answer = client.get(path, headers=headers)
+        assert answer.status_code == 200, (path, answer.get_json())
+
+
+def test_connect_state_reads_pending_and_unread_in_one_statement(pg_app):
+    app, _database = pg_app
+    statements = []
+    with app.app_context():
+        create_notifications(["bob", "bob", "carol"], "hello")
+
+        def count(_conn, _cursor, statement, *_args):
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            assert rows.connect_state("bob") == (True, 1)
+            assert rows.connect_state("nobody") == (False, 0)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+    assert len(statements) == 2, statements  # one round trip per connect

@@ -164,9 +164,9 @@ def steps_table(results: list[dict]) -> list[str]:
         ]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         lines.append(f"{r['scenario']} {r['title']} on {r['topology']}, step by step:")
-        lines.append("  ".join(v.rjust(w) for v, w in zip(header, widths, strict=True)).rstrip())
-        for row in rows:
-            lines.append("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        for row in [header, *rows]:  # figures right-aligned, the verdict (last) left-aligned
+            cells = [v.rjust(w) for v, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
+            lines.append("  ".join(cells).rstrip())
         lines.append("")
     return lines
 

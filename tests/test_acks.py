@@ -177,3 +177,23 @@ def test_a_plain_clients_notification_is_received_as_it_is_sent_even_if_its_proc
         assert delivery.sweep_unconfirmed() == 0
     assert ids_received(connect("alice")) == []
     assert stored(app, note["id"]) == ("DELIVERED", True)
+
+
+@pytest.mark.parametrize("namespace", ["/", "/other"])
+@pytest.mark.parametrize("ack_id", [None, 0, 7, 12345])
+def test_a_packet_encoded_once_is_the_one_python_socketio_would_send(namespace, ack_id):
+    """The fan-out writes the JSON once and only splices each socket's ack id in."""
+    from socketio import packet
+
+    from app import jsonfast
+    from app.realtime.acks import _Encoded
+
+    class Packet(packet.Packet):
+        json = jsonfast
+
+    data = ["new_notification", {"id": "n1", "message": "é <b>\u2028", "data": {"k": [1, None]}}]
+    expected = Packet(packet.EVENT, namespace=namespace, data=data, id=ack_id).encode()
+    encoded = _Encoded(Packet, namespace, data).with_id(ack_id)
+    assert encoded == expected
+    decoded = Packet(encoded_packet=encoded)
+    assert (decoded.namespace or "/", decoded.id, decoded.data) == (namespace, ack_id, data)

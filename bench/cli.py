@@ -16,8 +16,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
-
 from bench.pool import LoadError, LoadPool
 from bench.report import machine_info, plot_latency, say, steps_table, table, write_json
 from bench.scenarios import SCENARIOS
@@ -27,6 +25,7 @@ from bench.scenarios.common import (
     Context,
     Deadline,
     ScenarioFailed,
+    machine_busy_seconds,
     problems,
     wait_cluster_ready,
 )
@@ -165,12 +164,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent not idle (all cores, since boot)."""
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
 def _settle(ctx: Context, entry: dict) -> None:
     """Disconnect the scenario's clients and let the servers go idle before the next one."""
     try:
@@ -197,7 +190,7 @@ def run_scenario(ctx: Context, key: str, topology: Topology, results: list[dict]
     entry["deadline_s"] = round(ctx.deadline.seconds)
     server_before = ctx.servers.sample()
     load_before = ctx.pool.cpu_seconds()
-    busy_before = _machine_busy_seconds()
+    busy_before = machine_busy_seconds()
     entry["started_at"] = _now()
     started = time.monotonic()
     interrupted = False
@@ -217,7 +210,7 @@ def run_scenario(ctx: Context, key: str, topology: Topology, results: list[dict]
         entry["measured_until"] = _now()
         server_after = ctx.servers.sample()
         load_after = ctx.pool.cpu_seconds()
-        busy = _machine_busy_seconds() - busy_before
+        busy = machine_busy_seconds() - busy_before
         load = {name: round(load_after.get(name, 0.0) - load_before.get(name, 0.0), 3) for name in load_after}
         server_cpu = server_after["cpu_s"] - server_before["cpu_s"]
         entry["elapsed_s"] = round(elapsed, 2)

@@ -138,6 +138,7 @@ def steps_table(results: list[dict]) -> list[str]:
         "lag p99 ms",
         "server CPU s",
         "load CPU s",
+        "other CPU s",
         "verdict",
     )
     lines: list[str] = []
@@ -158,6 +159,7 @@ def steps_table(results: list[dict]) -> list[str]:
                 _ms(s.get("schedule_lag_ms"), "p99_ms"),
                 _cell(s.get("server_cpu_s")),
                 _cell(s.get("load_cpu_s")),
+                _cell(s.get("other_cpu_s")),
                 "good" if s.get("good") else "bad: " + "; ".join(s.get("why_bad") or []),
             )
             for s in steps

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psutil
+
 from bench.pool import LoadPool
 from bench.servers import Servers
 from bench.stats import Delivery, summary_ms
@@ -347,7 +349,7 @@ class OpenLoop:
         self._fetched: dict[str, int] = {}  # receipts accounted so far, per client process
         self._dropped = 0
 
-    def _fetch(self) -> None:
+    def fetch(self) -> None:
         """Account the receipts that arrived since the last fetch."""
         ctx = self.ctx
         results = ctx.pool.call_all("receipts", 60, workers=ctx.pool.clients)
@@ -373,7 +375,7 @@ class OpenLoop:
         outcome = ctx.pool.call(
             ctx.pool.poster,
             "open_loop",
-            duration + OPEN_LOOP_POST_TIMEOUT + 30,
+            2 * duration + OPEN_LOOP_POST_TIMEOUT + 30,  # a generator falling behind takes longer
             urls=ctx.urls,
             token=ctx.admin_token,
             users=self.users,
@@ -396,7 +398,7 @@ class OpenLoop:
         fig["timed_out"] = not ctx.wait_for_receipts(fetched_before + len(expected), wait)
         server_cpu = ctx.servers.sample()["cpu_s"] - server_before
         load_cpu = sum(ctx.pool.cpu_seconds().values()) - load_before
-        self._fetch()
+        self.fetch()
         first_seen = self.delivery.first_seen
         latencies = [first_seen[nid] - at for nid, at in sent.items() if nid in first_seen]
         lost = [nid for nid in expected if nid not in first_seen]
@@ -435,6 +437,12 @@ class OpenLoop:
         )
         self._dropped = dropped
         return fig
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle (all cores, since boot)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def iso(stamp: float) -> str:

@@ -19,6 +19,7 @@ from .common import (
     Sizes,
     connect_budget,
     fmt,
+    machine_busy_seconds,
 )
 
 # Each good step is followed by one at this multiple of its rate.
@@ -139,14 +140,20 @@ def run(ctx: Context, fig: dict) -> None:
             break
         step: dict = {"target_rate": rate}
         steps.append(step)
+        busy_before = machine_busy_seconds()
         figures = stream.run(rate, sizes.s7_step, ctx.seed + len(steps) - 1, wait)
+        busy = machine_busy_seconds() - busy_before
         step.update((key, figures[key]) for key in STEP_KEYS)
+        # CPU used by anything else on the machine meanwhile (noise: the figures are pessimistic).
+        step["other_cpu_s"] = round(max(0.0, busy - figures["server_cpu_s"] - figures["load_cpu_s"]), 3)
         step["why_bad"] = step_verdict(step, sizes.s7_p99_ms)
         step["good"] = not step["why_bad"]
         _summarise(fig, steps)
         ctx.check_servers()
         ctx.settle()  # the next step starts on idle servers
     _summarise(fig, steps)
+    stream.fetch()  # what came after its step's wait ended was late, not lost: this was never received
+    fig["never_received"] = stream.delivery.missing
 
 
 def _summarise(fig: dict, steps: list[dict]) -> None:
@@ -163,6 +170,7 @@ def _summarise(fig: dict, steps: list[dict]) -> None:
         best_server_cpu_ms_per_post=best["server_cpu_ms_per_post"] if best else None,
         best_server_cpu_s=best["server_cpu_s"] if best else None,
         best_load_cpu_s=best["load_cpu_s"] if best else None,
+        best_other_cpu_s=best["other_cpu_s"] if best else None,
         first_bad_rate=first_bad["target_rate"] if first_bad else None,
         first_bad_why=first_bad["why_bad"] if first_bad else None,
         # Summed over every step: loss anywhere is a problem, also at a rate that was too high.

@@ -13,6 +13,33 @@ A create that saw the user offline either commits before the connect's claim
 (the claim picks the row up) or after it, in which case the second presence
 read sees the user online. Both sides claim with `status = 'PENDING'` in the
 WHERE clause, so a row is sent by exactly one of them.
+
+With several processes, a send to a user goes only to the processes that hold
+their sockets (app/realtime/queue.py): the sender routes with the holders of the
+presence read it made anyway (`last_holders`), and a user it could not read goes
+to every process, as without routing. Every send of rows to users (create,
+late arrivals, `send_pending`) keeps one rule, so that a user moving between
+processes mid-send misses nothing an acknowledging client must get:
+
+- send to the holders of a presence read made *before* the send, then read
+  presence *again*; every process that holds an acknowledging socket of the user
+  at that second read and was not sent the rows is sent them again, to its
+  acknowledging sockets only (`again`).
+
+Each process holding a socket of the user at the first read gets the first send;
+each holding an acknowledging socket at the second read, and not sent to, gets
+the second, which leaves after that socket was counted online, so after it joined
+its room (connect joins first). Left over: a socket that joins after its process
+handled the send (as on the shared channel), and one counted after the second
+read on a process that got no send (the shared channel reached it only if its
+process handled the send after it joined, a few milliseconds). It finds the rows
+DELIVERED: the socket they went to acknowledges them or, closing, puts them back
+to PENDING, and they are sent to the user's sockets then (`disconnect_socket`);
+what reached no socket at all is put back by the sweeper within
+DELIVERY_CONFIRM_TIMEOUT. Nothing is lost for an acknowledging client. A plain
+client is never sent a row twice by this rule: the second send skips plain
+sockets, here and on arrival (one that had it on A before moving to B would get
+it again), and at most once lets it miss the row while it moves.
 """
 
 import logging
@@ -48,13 +75,25 @@ DISCONNECTED_LOG = "user %s disconnected (sid %s); %d unacknowledged put back"
 PROCESS_REAPED_LOG = "process %s stopped without closing its sockets: %d user(s) no longer counted online"
 
 
-def _publishing_together():
-    """With several processes, one message-queue round trip for every emit in the block."""
-    return getattr(socketio.server.manager, "publishing_together", nullcontext)()
+def _publishing_together(routes: dict[str, frozenset[str]] | None = None, again: bool = False):
+    """With several processes, one message-queue round trip for every emit in the block.
+
+    `routes` (user id -> presence ids of the processes holding their sockets): a user's
+    notification events go to those processes only; `again`: to their acknowledging sockets
+    only (see `ListeningRedisManager.publishing_together`).
+    """
+    together = getattr(socketio.server.manager, "publishing_together", None)
+    return nullcontext() if together is None else together(routes, again)
 
 
-def _emit_each(notifications: Sequence[NotificationRecord]) -> None:
-    with _publishing_together():
+def _emit_each(
+    notifications: Sequence[NotificationRecord],
+    routes: dict[str, frozenset[str]] | None = None,
+    again: bool = False,
+) -> None:
+    if again and not hasattr(socketio.server.manager, "publishing_together"):
+        return  # no message queue: no other process to send it to, and no skipping plain sockets here
+    with _publishing_together(routes, again):
         for notification in notifications:
             socketio.emit(
                 NEW_NOTIFICATION,
@@ -88,6 +127,7 @@ def create_notifications(
     # A row whose user has a plain client online counts as received as it is sent: its
     # confirmation never waits on the process that holds that socket (which may die first).
     online, plain, acknowledging = presence.online_kinds(targets)
+    holders = getattr(presence, "last_holders", dict)()  # where their sockets are: no other read
     now = utcnow()
     created = [
         NotificationRecord(
@@ -112,11 +152,22 @@ def create_notifications(
     except Exception:
         db.session.rollback()
         raise
-    _emit_each([n for n in created if n.status is NotificationStatus.DELIVERED])
-    _requeue_for_departed(created, presence, acknowledging)
+    _emit_each(
+        [n for n in created if n.status is NotificationStatus.DELIVERED],
+        {user_id: found.sockets for user_id, found in holders.items()},
+    )
+    reads = [holders, _requeue_for_departed(created, presence, acknowledging, holders)]
     _deliver_to_late_arrivals(created, presence)
+    reads.append(getattr(presence, "last_holders", dict)())
     live = {n.user_id for n in created if n.status is NotificationStatus.DELIVERED}
-    _send_unread_counts(live)
+    # unread_count to every process any of these reads found holding a socket of the user
+    routes = {
+        user_id: frozenset().union(*(read[user_id].sockets for read in reads if user_id in read))
+        for user_id in live
+        if user_id in reads[0] or user_id in reads[-1]
+    }
+    with _publishing_together(routes):
+        _send_unread_counts(live)
     log.info(CREATED_LOG, len(created), created_by or "-", len(live), len(created) - len(live))
     metrics.notifications_created(delivered=len(live), pending=len(created) - len(live))
     return created
@@ -132,8 +183,12 @@ def _send_unread_counts(user_ids: set[str]) -> None:
             socketio.emit(UNREAD_COUNT, {"count": count}, to=user_room(user_id), namespace=NAMESPACE)
 
 
-def _requeue_for_departed(created: list[NotificationRecord], presence, acknowledging: set[str]) -> None:
-    """Put back to PENDING the DELIVERED ones whose user left before the emit.
+def _requeue_for_departed(
+    created: list[NotificationRecord], presence, acknowledging: set[str], published: dict | None = None
+) -> dict:
+    """Put back to PENDING the DELIVERED ones whose user left before the emit; send the others
+    again to the processes that hold an acknowledging socket of their user now and were not
+    sent it. Returns the holders this second presence read found (see `last_holders`).
 
     The user was online at the first presence read; if their last socket closed
     before the commit, the emit found no socket. In one process that is certain
@@ -144,13 +199,29 @@ def _requeue_for_departed(created: list[NotificationRecord], presence, acknowled
     stays (never sent twice to a plain-only user), unless the user also had an
     acknowledging socket (`acknowledging`, from the first read): those get it at
     least once, even if a plain socket may have had it too.
+
+    `published`: the holders of the first read, which the emit went to. A user still
+    online may have moved meanwhile (a socket closed on A, one opened on B): each process
+    holding one of their acknowledging sockets now that the emit did not go to is sent it
+    again, to its acknowledging sockets only, so a plain client that had it on A is never
+    sent it twice (see the module docstring).
     """
     delivered = [n for n in created if n.status is NotificationStatus.DELIVERED]
     if not delivered:
-        return
+        return {}
     departed = {n.user_id for n in delivered} - presence.online({n.user_id for n in delivered})
+    now = getattr(presence, "last_holders", dict)()
+    newcomers = {
+        n.user_id: now[n.user_id].acknowledging - published[n.user_id].sockets
+        for n in delivered
+        if n.user_id not in departed and n.user_id in (published or {}) and n.user_id in now
+    }
+    newcomers = {user_id: found for user_id, found in newcomers.items() if found}
+    if newcomers:
+        _emit_each([n for n in delivered if n.user_id in newcomers], newcomers, again=True)
+        log.debug("sent again to %d user(s) who moved to another process meanwhile", len(newcomers))
     if not departed:
-        return
+        return now
     _flush_confirmations()  # what a socket of this process acknowledged before leaving
     table = Notification.__table__
     back_ids = [n.id for n in delivered if n.user_id in departed]
@@ -166,6 +237,7 @@ def _requeue_for_departed(created: list[NotificationRecord], presence, acknowled
             notification.received_at = None
     log.info("%d user(s) left before the send: %d back to PENDING", len(departed), len(requeued))
     metrics.REQUEUED_USER_LEFT.inc(len(requeued))
+    return now
 
 
 def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> int:
@@ -176,6 +248,7 @@ def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> in
     arrived, plain, _acknowledging = presence.online_kinds({n.user_id for n in pending})
     if not arrived:
         return 0
+    published = getattr(presence, "last_holders", dict)()
     claimed = {
         n.id: n
         for group in (arrived - plain, plain)
@@ -185,7 +258,19 @@ def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> in
         if notification.id in claimed:
             notification.status = NotificationStatus.DELIVERED
             notification.delivered_at = claimed[notification.id].delivered_at
-    _emit_each(list(claimed.values()))
+    _emit_each(list(claimed.values()), {user_id: found.sockets for user_id, found in published.items()})
+    # As after the first send: processes that hold an acknowledging socket of the user now and
+    # were not sent it get it (acknowledging sockets only; see the module docstring).
+    users = {n.user_id for n in claimed.values()} & published.keys()
+    if users and hasattr(socketio.server.manager, "publishing_together"):
+        presence.online(users)
+        now = getattr(presence, "last_holders", dict)()
+        newcomers = {
+            user_id: now[user_id].acknowledging - published[user_id].sockets for user_id in users & now.keys()
+        }
+        newcomers = {user_id: found for user_id, found in newcomers.items() if found}
+        if newcomers:
+            _emit_each([n for n in claimed.values() if n.user_id in newcomers], newcomers, again=True)
     return len(claimed)
 
 
@@ -249,7 +334,9 @@ def _flush_confirmations() -> None:
 def send_pending(user_ids: set[str]) -> int:
     """Claim the PENDING rows of these users and send them to each user's room."""
     table = Notification.__table__
-    _online, plain, _acknowledging = get_presence().online_kinds(user_ids)
+    presence = get_presence()
+    _online, plain, _acknowledging = presence.online_kinds(user_ids)
+    published = getattr(presence, "last_holders", dict)()
     claimed = [
         n
         for group, received in ((set(user_ids) - plain, False), (plain, True))
@@ -259,9 +346,24 @@ def send_pending(user_ids: set[str]) -> int:
     by_user: dict[str, list[NotificationRecord]] = {}
     for notification in claimed:
         by_user.setdefault(notification.user_id, []).append(notification)
-    with _publishing_together():
+    routes = {user_id: found.sockets for user_id, found in published.items()}
+    with _publishing_together(routes):
         for user_id, notifications in by_user.items():
             _emit_pending(notifications, to=user_room(user_id))
+    if not (by_user.keys() & published.keys()) or not hasattr(socketio.server.manager, "publishing_together"):
+        return len(claimed)
+    # As a create does: the processes holding an acknowledging socket of the user now, and not
+    # sent the rows, get them (acknowledging sockets only; see the module docstring).
+    presence.online(by_user.keys() & published.keys())
+    now = getattr(presence, "last_holders", dict)()
+    newcomers = {
+        user_id: now[user_id].acknowledging - published[user_id].sockets
+        for user_id in by_user.keys() & published.keys() & now.keys()
+    }
+    with _publishing_together({u: found for u, found in newcomers.items() if found}, again=True):
+        for user_id, found in newcomers.items():
+            if found:
+                _emit_pending(by_user[user_id], to=user_room(user_id))
     return len(claimed)
 
 

@@ -3,6 +3,8 @@
 import json
 import logging
 import os
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ HTTP_TIMEOUT = 30  # seconds for a request to a process whose database a test ma
 LOG_WAIT_TIMEOUT = 15
 DELIVERY_TIMEOUT = 15  # seconds for a notification to reach a socket of a cluster process
 FIGURES_FILE = "cluster-figures.json"
+QUEUE_CHANNEL = "notifications"  # the servers' shared message-queue channel; `<it>:<presence id>` each
 
 
 def unique(name: str) -> str:
@@ -238,3 +241,89 @@ def save_figures(folder: Path, group: str, figures: dict) -> None:
     data[group] = {**figures, "recordedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     log.info("figures %s: %s", group, json.dumps(figures, sort_keys=True))
+
+
+class QueueWatch:
+    """Every message the servers publish on the cluster's Redis, by channel, as it is published.
+
+    Subscribed to the shared channel and every process's own (`notifications:<presence id>`),
+    so a test sees which process each message was sent to.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.pubsub = cluster.redis.client().pubsub(ignore_subscribe_messages=True)
+        self.pubsub.psubscribe(QUEUE_CHANNEL, f"{QUEUE_CHANNEL}:*")
+        self.messages: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self.pubsub.get_message(timeout=0.2)
+            except Exception:  # noqa: BLE001 - Redis stopped by a test: nothing more to see
+                return
+            if message is not None:
+                with self._lock:
+                    self.messages.append((message["channel"].decode(), json.loads(message["data"])))
+
+    @staticmethod
+    def channel_of(server: ClusterServer) -> str:
+        return f"{QUEUE_CHANNEL}:{server.presence_id()}"
+
+    def to_user(self, user_id: str) -> list[tuple[str, str, bool]]:
+        """(channel, event, for acknowledging sockets only) of each message sent to the user's room."""
+        with self._lock:
+            return [
+                (channel, m.get("event"), bool(m.get("acknowledging_only")))
+                for channel, m in self.messages
+                if m.get("room") == f"user:{user_id}"
+            ]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.pubsub.close()
+
+
+class PostStream:
+    """POSTs notifications to one user, round robin over `urls`, every `interval` s, in a thread.
+
+    `.created` holds (notification id, status answered) of each POST that was answered 201.
+    """
+
+    def __init__(self, cluster: Cluster, urls: list[str], user_id: str, interval: float) -> None:
+        self.cluster, self.urls, self.user_id, self.interval = cluster, urls, user_id, interval
+        self.created: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PostStream":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(HTTP_TIMEOUT)
+
+    def _run(self) -> None:
+        count = 0
+        while not self._stop.is_set():
+            url = self.urls[count % len(self.urls)]
+            count += 1
+            try:
+                response = self.cluster.post(url, [self.user_id], f"stream #{count}")
+                if response.status_code == 201:
+                    [notification] = response.json()["notifications"]
+                    self.created.append((notification["id"], notification["status"]))
+                else:
+                    self.errors.append(f"{response.status_code} {response.text[:200]}")
+            except Exception as exc:  # noqa: BLE001 - reported by the test
+                self.errors.append(repr(exc))
+            time.sleep(self.interval)
+
+    def ids(self) -> set[str]:
+        return {notification_id for notification_id, _status in self.created}

@@ -7,6 +7,12 @@ holds it, and each process proves it is alive by refreshing a key with a time to
 process that stops refreshing (killed, or cut off from the Redis message queue) stops
 counting once the key expires, and a surviving process "reaps" it (see
 `notifications.presence_tick`, run by the heartbeat of app/realtime/server.py).
+
+`RedisPresence` also remembers, per green thread, which live processes held each user's
+sockets at its last `online_kinds` (`last_holders`, a `Holders` per user it could read):
+the sender of a notification routes its emits with them (app/realtime/queue.py) without
+asking Redis again. A user missing there (Redis unreachable, or `LocalPresence`) is not
+routed: the emit goes to every process, as without routing.
 """
 
 from collections.abc import Iterable
@@ -23,6 +29,14 @@ class DeadProcess:
     process_id: str
     last_beat: float
     user_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Holders:
+    """The live processes (presence ids) holding a socket of one user, at one presence read."""
+
+    sockets: frozenset[str] = frozenset()  # any socket
+    acknowledging: frozenset[str] = frozenset()  # an acknowledging client's socket
 
 
 @dataclass
@@ -68,19 +82,27 @@ class Presence(Protocol):
 
 
 def init_presence(app: Flask, listening=None) -> None:
-    """Give `app` its presence registry: in Redis when a message queue is configured."""
+    """Give `app` its presence registry: in Redis when a message queue is configured.
+
+    `listening`: whether the message-queue listener is subscribed right now. With the
+    queue's manager (app/realtime/queue.py), whose subscriptions also decide under which
+    id this process may count as alive, each id gets a channel of its own.
+    """
+    from app.extensions import socketio
     from app.services.presence.local import LocalPresence
     from app.services.presence.redis import RedisPresence
 
     url = app.config.get("PRESENCE_REDIS_URL") or app.config["SOCKETIO_MESSAGE_QUEUE"]
     presence: Presence
     if url and url.startswith(("redis://", "rediss://", "unix://")):
+        manager = getattr(getattr(socketio, "server", None), "manager", None)
         # Registered in Redis by the server's first heartbeat (app/realtime/server.py).
         presence = RedisPresence(
             url,
             ttl=app.config["PRESENCE_TTL"],
             prefix=app.config["PRESENCE_KEY_PREFIX"],
             listening=listening,
+            channels=manager if listening is not None and hasattr(manager, "follow") else None,
         )
     else:
         presence = LocalPresence()

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import redis
 
 from app import metrics
-from app.services.presence import DeadProcess, Tick
+from app.services.presence import DeadProcess, Holders, Tick
 from app.services.presence.local import LocalPresence
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ class RedisPresence:
 
     `self.local` mirrors this process's own sockets, so they can be written back
     after Redis was unreachable.
+
+    With `channels` (the message-queue manager), each process id has a channel of its
+    own: a new id is subscribed to (`channels.follow`) before anything is registered under
+    it, and the process counts as alive only while `channels.listening_as` its id.
     """
 
     shared = True
@@ -61,6 +65,7 @@ class RedisPresence:
         prefix: str = "notifications:presence",
         listening=None,
         max_connections: int = 50,
+        channels=None,
     ):
         self.local = LocalPresence()
         # A blocking pool: under a burst (1,000 clients leaving at once) green threads wait
@@ -75,6 +80,8 @@ class RedisPresence:
         self.prefix = prefix
         self.process_id = self._new_process_id()
         self._listening = listening or (lambda: True)
+        self._channels = channels
+        self._reads = threading.local()  # per green thread: the holders of the last online_kinds
         self._in_sync = False  # are this process's sockets all registered in Redis?
         self._redis_ok = True  # did the last Redis call succeed? (to log changes once)
         self._closed = False
@@ -149,6 +156,7 @@ class RedisPresence:
         those with an acknowledging one)."""
         users = list(user_ids)
         local, local_plain, local_acknowledging = self.local.online_kinds(users)
+        self._reads.holders = {}
         if not users:
             return local, local_plain, local_acknowledging
         try:
@@ -164,12 +172,29 @@ class RedisPresence:
         self._reachable()
         alive = {p for p, flag in zip(processes, flags, strict=True) if flag is not None}
         online, plain, acknowledging = set(local), set(local_plain), set(local_acknowledging)
+        read: dict[str, Holders] = {}
         for user_id, values in zip(users, holders, strict=True):
+            # This process's own sockets count even when they are not registered (yet).
+            sockets = {self.process_id} if user_id in local else set()
+            acknowledging_on = {self.process_id} if user_id in local_acknowledging else set()
             for value in values:
-                if value.removesuffix(PLAIN_SUFFIX) in alive:
+                process_id = value.removesuffix(PLAIN_SUFFIX)
+                if process_id in alive:
                     online.add(user_id)
-                    (plain if value.endswith(PLAIN_SUFFIX) else acknowledging).add(user_id)
+                    sockets.add(process_id)
+                    if value.endswith(PLAIN_SUFFIX):
+                        plain.add(user_id)
+                    else:
+                        acknowledging.add(user_id)
+                        acknowledging_on.add(process_id)
+            read[user_id] = Holders(frozenset(sockets), frozenset(acknowledging_on))
+        self._reads.holders = read
         return online, plain, acknowledging
+
+    def last_holders(self) -> dict[str, Holders]:
+        """Per user of this green thread's last `online_kinds` (or `online`): the live processes
+        holding their sockets. Users it could not read (Redis unreachable) are missing."""
+        return getattr(self._reads, "holders", {})
 
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open, in every process (this one's if Redis is down)."""
@@ -198,7 +223,9 @@ class RedisPresence:
         tick = Tick()
         if self._closed:
             return tick
-        if not self._listening():
+        if not self._listening() or (
+            self._in_sync and self._channels is not None and not self._channels.listening_as(self.process_id)
+        ):
             if self._in_sync:
                 log.warning("presence: message queue listener is down; not counting this process")
             self._in_sync = False
@@ -220,10 +247,16 @@ class RedisPresence:
         """Register every local socket again, under a fresh process id.
 
         A fresh id, because other processes may be reaping the old one right now.
+        Its message-queue channel is subscribed to first: another process publishes to it
+        as soon as it reads a socket registered under it.
         Sockets that connect or close while this runs write through themselves
         (`_in_sync` is set first); one that closed meanwhile is removed again after.
         """
-        old_id, self.process_id = self.process_id, self._new_process_id()
+        new_id = self._new_process_id()
+        if self._channels is not None and not self._channels.follow(new_id):
+            log.warning("presence: not subscribed to this process's channel yet; not counting this process")
+            return set()
+        old_id, self.process_id = self.process_id, new_id
         self._in_sync = True
         snapshot = self.local.sockets()
         pipe = self.redis.pipeline()

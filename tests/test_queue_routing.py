@@ -373,3 +373,16 @@ def test_with_presence_unreachable_a_create_falls_back_to_the_shared_channel(rou
         (seen.channel, "new_notification"),
         (seen.channel, "unread_count"),
     }
+
+
+def test_an_emit_to_a_socket_of_this_process_is_not_published(manager, seen):
+    """Connect sends a socket its pending notifications and count by its id: no other process has it."""
+    import socketio as python_socketio
+
+    python_socketio.Server(client_manager=manager, async_mode="threading")
+    own = manager.pre_connect("own-eio-sid", "/")  # as during its connect handler
+    manager.emit("unread_count", {"count": 1}, namespace="/", room=own)
+    manager.emit("pending_notifications", [{"id": "p1"}], namespace="/", to=own)
+    manager.emit("unread_count", {"count": 2}, namespace="/", room="someone-elses-sid")
+
+    assert [(channel, m["room"]) for channel, m in seen.published()] == [(seen.channel, "someone-elses-sid")]

@@ -88,6 +88,10 @@ class Config:
     HTTP_SOCKET_TIMEOUT = _env_int("HTTP_SOCKET_TIMEOUT", 60)
     # Seconds an Engine.IO session may stay open without a Socket.IO connect (Node's default).
     SOCKETIO_CONNECT_TIMEOUT = _env_int("SOCKETIO_CONNECT_TIMEOUT", 45)
+    # Engine.IO's heartbeat: a PING every SOCKETIO_PING_INTERVAL s; a socket whose PONG does not
+    # come within SOCKETIO_PING_TIMEOUT s is closed (the library's defaults, as Node's).
+    SOCKETIO_PING_INTERVAL = _env_int("SOCKETIO_PING_INTERVAL", 25)
+    SOCKETIO_PING_TIMEOUT = _env_int("SOCKETIO_PING_TIMEOUT", 20)
 
     # Rate limits, in Flask-Limiter's notation ("20/second;600/minute"); an empty value turns
     # one off. With SOCKETIO_MESSAGE_QUEUE they are counted in that Redis, shared by every

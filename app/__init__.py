@@ -56,6 +56,13 @@ def check_config(app: Flask) -> None:
         raise RuntimeError("JWT_SECRET_KEY must be set to a secret value in production")
     if app.config["ENV_NAME"] == "production" and len(app.config["JWT_SECRET_KEY"]) < 32:
         raise RuntimeError("JWT_SECRET_KEY must be at least 32 characters in production")
+    heartbeat = app.config["SOCKETIO_PING_INTERVAL"] + app.config["SOCKETIO_PING_TIMEOUT"]
+    if heartbeat >= app.config["HTTP_SOCKET_TIMEOUT"]:
+        # an idle websocket waits that long for its next frame: the read deadline would end it
+        raise RuntimeError(
+            f"SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT ({heartbeat} s) must be less than "
+            f"HTTP_SOCKET_TIMEOUT ({app.config['HTTP_SOCKET_TIMEOUT']} s)"
+        )
 
 
 def configure_logging(app: Flask) -> None:
@@ -102,6 +109,8 @@ def register_extensions(app: Flask) -> None:
         engineio_logger=False,
         client_manager=manager,
         json=jsonfast,
+        ping_interval=app.config["SOCKETIO_PING_INTERVAL"],
+        ping_timeout=app.config["SOCKETIO_PING_TIMEOUT"],
     )
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, origins=app.config["CORS_ALLOWED_ORIGINS"], expose_headers=["Link"])

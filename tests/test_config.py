@@ -26,6 +26,19 @@ def test_production_starts_with_a_real_secret():
     assert app.config["ENV_NAME"] == "production"
 
 
+def test_a_heartbeat_longer_than_the_socket_read_deadline_is_refused():
+    """An idle websocket waits ping interval + timeout for a frame: the read deadline must be longer."""
+    with pytest.raises(RuntimeError, match="HTTP_SOCKET_TIMEOUT"):
+        create_app(TestingConfig, SOCKETIO_PING_INTERVAL=50, SOCKETIO_PING_TIMEOUT=20, HTTP_SOCKET_TIMEOUT=60)
+
+
+def test_the_heartbeat_settings_reach_engine_io():
+    from app.extensions import socketio
+
+    create_app(TestingConfig, SOCKETIO_PING_INTERVAL=7, SOCKETIO_PING_TIMEOUT=3)
+    assert (socketio.server.eio.ping_interval, socketio.server.eio.ping_timeout) == (7, 3)
+
+
 def test_unknown_app_env_is_an_error(monkeypatch):
     monkeypatch.setenv("APP_ENV", "staging")
     with pytest.raises(RuntimeError, match="APP_ENV"):

@@ -15,7 +15,6 @@ at 2,000 sockets, 66.5 -> 56.5 KiB at 10,000.
 import heapq
 import itertools
 import logging
-import os
 import threading
 import time
 
@@ -39,7 +38,6 @@ def apply(server: socketio.Server) -> None:
     """
     if server.eio.async_mode == "eventlet":
         small_read_buffers()
-    ping_settings_from_env(server.eio)
     one_ping_scheduler(server.eio)
     keep_trimmed_environ(server)
 
@@ -77,18 +75,6 @@ def small_read_buffers() -> None:
     if _version("eventlet")[:1] != (0,) or not hasattr(protocol, "rbufsize"):
         return  # another eventlet: its connection setup was not checked
     protocol.rbufsize = HTTP_READ_BUFFER
-
-
-def ping_settings_from_env(eio: engineio.Server) -> None:
-    """Engine.IO's ping interval and timeout from SOCKETIO_PING_INTERVAL / SOCKETIO_PING_TIMEOUT
-    (seconds), when set; otherwise the library's 25 s and 20 s."""
-    for variable, attribute in (
-        ("SOCKETIO_PING_INTERVAL", "ping_interval"),
-        ("SOCKETIO_PING_TIMEOUT", "ping_timeout"),
-    ):
-        value = os.environ.get(variable)
-        if value:
-            setattr(eio, attribute, float(value))
 
 
 class PingScheduler:

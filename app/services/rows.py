@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from operator import attrgetter
 
-from sqlalchemy import String, bindparam, exists, func, insert, select, text, update
+from sqlalchemy import bindparam, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql
 
 from app import metrics
@@ -23,12 +23,10 @@ from app.protocol import NotificationStatus
 _TABLE = Notification.__table__
 CONFIRM_BATCH = 500  # ids per UPDATE ... IN (...)
 _INSERT_NAMES = [f"raw_{column.key}" for column in RECORD_COLUMNS]
-# Parameters typed as String, which converts nothing: the values go to the driver as they are.
-_INSERT_CONVERTED = insert(_TABLE).values(
-    {
-        column.key: bindparam(name, type_=String())
-        for column, name in zip(RECORD_COLUMNS, _INSERT_NAMES, strict=True)
-    }
+# SQLite: the converted values go to the driver's executemany as they are, one tuple per row.
+_INSERT_QMARK = (
+    f"INSERT INTO {_TABLE.name} ({', '.join(column.name for column in RECORD_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})"
 )
 # On connect, in one round trip: has the user PENDING rows (ix_notifications_user_status_created),
 # and how many unread ones (ix_notifications_unread).
@@ -67,9 +65,9 @@ def insert(records: list[NotificationRecord]) -> None:
     if dialect.name == "postgresql":
         _insert_unnested(columns)
         return
-    db.session.execute(
-        _INSERT_CONVERTED, [dict(zip(_INSERT_NAMES, row, strict=True)) for row in zip(*columns, strict=True)]
-    )
+    # SQLAlchemy's executemany builds a parameter dict per row (about 5 µs each, as long as
+    # SQLite's own insert of the row): the driver takes the rows directly.
+    db.session.connection().exec_driver_sql(_INSERT_QMARK, list(zip(*columns, strict=True)))
 
 
 def _insert_unnested(columns: list[list]) -> None:

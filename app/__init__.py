@@ -39,6 +39,7 @@ def create_app(config: type[Config] | None = None, **overrides) -> Flask:
     app.config.update(overrides)
     check_config(app)
     configure_logging(app)
+    warn_about_config(app)
     metrics.init_app(app)  # first, so that its request timer starts before any other hook
     register_extensions(app)
     register_blueprints(app)
@@ -56,12 +57,18 @@ def check_config(app: Flask) -> None:
         raise RuntimeError("JWT_SECRET_KEY must be set to a secret value in production")
     if app.config["ENV_NAME"] == "production" and len(app.config["JWT_SECRET_KEY"]) < 32:
         raise RuntimeError("JWT_SECRET_KEY must be at least 32 characters in production")
+
+
+def warn_about_config(app: Flask) -> None:
+    """Log the settings that work against each other (they may be meant, as in tests)."""
     heartbeat = app.config["SOCKETIO_PING_INTERVAL"] + app.config["SOCKETIO_PING_TIMEOUT"]
     if heartbeat >= app.config["HTTP_SOCKET_TIMEOUT"]:
-        # an idle websocket waits that long for its next frame: the read deadline would end it
-        raise RuntimeError(
-            f"SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT ({heartbeat} s) must be less than "
-            f"HTTP_SOCKET_TIMEOUT ({app.config['HTTP_SOCKET_TIMEOUT']} s)"
+        # an idle websocket waits that long for its next frame: the read deadline ends it first
+        logging.getLogger("app").warning(
+            "SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT (%s s) is not less than HTTP_SOCKET_TIMEOUT "
+            "(%s s): idle websockets will be closed by the read deadline",
+            heartbeat,
+            app.config["HTTP_SOCKET_TIMEOUT"],
         )
 
 

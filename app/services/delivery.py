@@ -43,7 +43,7 @@ it again), and at most once lets it miss the row while it moves.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from datetime import timedelta
 
@@ -64,7 +64,7 @@ from app.protocol import (
 )
 from app.schemas import notification_to_wire as to_wire
 from app.services import inbox, rows
-from app.services.presence import get_presence
+from app.services.presence import Holders, get_presence
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,26 @@ def _publishing_together(routes: dict[str, frozenset[str]] | None = None, again:
     return nullcontext() if together is None else together(routes, again)
 
 
+def _routes(holders: dict[str, Holders]) -> dict[str, frozenset[str]]:
+    """Per user: the processes a send goes to, from a presence read."""
+    return {user_id: found.sockets for user_id, found in holders.items()}
+
+
+def _newcomers(users: Iterable[str], published: dict[str, Holders], now: dict[str, Holders]) -> dict:
+    """Per user: the processes that hold an acknowledging socket of theirs at the second presence
+    read (`now`) and that the send, routed by the first one (`published`), did not go to.
+    None without a message queue: no other process to send to, and no plain sockets to skip."""
+    if not hasattr(socketio.server.manager, "publishing_together"):
+        return {}
+    found = {u: now[u].acknowledging - published[u].sockets for u in users if u in now and u in published}
+    return {user_id: processes for user_id, processes in found.items() if processes}
+
+
 def _emit_each(
     notifications: Sequence[NotificationRecord],
     routes: dict[str, frozenset[str]] | None = None,
     again: bool = False,
 ) -> None:
-    if again and not hasattr(socketio.server.manager, "publishing_together"):
-        return  # no message queue: no other process to send it to, and no skipping plain sockets here
     with _publishing_together(routes, again):
         for notification in notifications:
             socketio.emit(
@@ -127,7 +140,7 @@ def create_notifications(
     # A row whose user has a plain client online counts as received as it is sent: its
     # confirmation never waits on the process that holds that socket (which may die first).
     online, plain, acknowledging = presence.online_kinds(targets)
-    holders = getattr(presence, "last_holders", dict)()  # where their sockets are: no other read
+    holders = presence.last_holders()  # where their sockets are: no other read
     now = utcnow()
     created = [
         NotificationRecord(
@@ -152,13 +165,10 @@ def create_notifications(
     except Exception:
         db.session.rollback()
         raise
-    _emit_each(
-        [n for n in created if n.status is NotificationStatus.DELIVERED],
-        {user_id: found.sockets for user_id, found in holders.items()},
-    )
+    _emit_each([n for n in created if n.status is NotificationStatus.DELIVERED], _routes(holders))
     reads = [holders, _requeue_for_departed(created, presence, acknowledging, holders)]
     _deliver_to_late_arrivals(created, presence)
-    reads.append(getattr(presence, "last_holders", dict)())
+    reads.append(presence.last_holders())
     live = {n.user_id for n in created if n.status is NotificationStatus.DELIVERED}
     # unread_count to every process any of these reads found holding a socket of the user
     routes = {
@@ -187,8 +197,8 @@ def _send_unread_counts(user_ids: set[str]) -> None:
 
 
 def _requeue_for_departed(
-    created: list[NotificationRecord], presence, acknowledging: set[str], published: dict | None = None
-) -> dict:
+    created: list[NotificationRecord], presence, acknowledging: set[str], published: dict[str, Holders]
+) -> dict[str, Holders]:
     """Put back to PENDING the DELIVERED ones whose user left before the emit; send the others
     again to the processes that hold an acknowledging socket of their user now and were not
     sent it. Returns the holders this second presence read found (see `last_holders`).
@@ -213,13 +223,8 @@ def _requeue_for_departed(
     if not delivered:
         return {}
     departed = {n.user_id for n in delivered} - presence.online({n.user_id for n in delivered})
-    now = getattr(presence, "last_holders", dict)()
-    newcomers = {
-        n.user_id: now[n.user_id].acknowledging - published[n.user_id].sockets
-        for n in delivered
-        if n.user_id not in departed and n.user_id in (published or {}) and n.user_id in now
-    }
-    newcomers = {user_id: found for user_id, found in newcomers.items() if found}
+    now = presence.last_holders()
+    newcomers = _newcomers({n.user_id for n in delivered} - departed, published, now)
     if newcomers:
         _emit_each([n for n in delivered if n.user_id in newcomers], newcomers, again=True)
         log.debug("sent again to %d user(s) who moved to another process meanwhile", len(newcomers))
@@ -251,7 +256,7 @@ def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> in
     arrived, plain, _acknowledging = presence.online_kinds({n.user_id for n in pending})
     if not arrived:
         return 0
-    published = getattr(presence, "last_holders", dict)()
+    published = presence.last_holders()
     claimed = {
         n.id: n
         for group in (arrived - plain, plain)
@@ -261,20 +266,22 @@ def _deliver_to_late_arrivals(created: list[NotificationRecord], presence) -> in
         if notification.id in claimed:
             notification.status = NotificationStatus.DELIVERED
             notification.delivered_at = claimed[notification.id].delivered_at
-    _emit_each(list(claimed.values()), {user_id: found.sockets for user_id, found in published.items()})
+    _emit_each(list(claimed.values()), _routes(published))
     # As after the first send: processes that hold an acknowledging socket of the user now and
     # were not sent it get it (acknowledging sockets only; see the module docstring).
-    users = {n.user_id for n in claimed.values()} & published.keys()
-    if users and hasattr(socketio.server.manager, "publishing_together"):
-        presence.online(users)
-        now = getattr(presence, "last_holders", dict)()
-        newcomers = {
-            user_id: now[user_id].acknowledging - published[user_id].sockets for user_id in users & now.keys()
-        }
-        newcomers = {user_id: found for user_id, found in newcomers.items() if found}
-        if newcomers:
-            _emit_each([n for n in claimed.values() if n.user_id in newcomers], newcomers, again=True)
+    newcomers = _read_newcomers(presence, {n.user_id for n in claimed.values()}, published)
+    if newcomers:
+        _emit_each([n for n in claimed.values() if n.user_id in newcomers], newcomers, again=True)
     return len(claimed)
+
+
+def _read_newcomers(presence, users: set[str], published: dict[str, Holders]) -> dict:
+    """Read presence again for the routed ones among `users`; their `_newcomers`."""
+    users = users & published.keys()  # empty in a single process: nothing is routed there
+    if not users:
+        return {}
+    presence.online(users)
+    return _newcomers(users, published, presence.last_holders())
 
 
 def mark_delivered(notification_ids: Sequence[str], received: bool = False) -> list[NotificationRecord]:
@@ -339,7 +346,7 @@ def send_pending(user_ids: set[str]) -> int:
     table = Notification.__table__
     presence = get_presence()
     _online, plain, _acknowledging = presence.online_kinds(user_ids)
-    published = getattr(presence, "last_holders", dict)()
+    published = presence.last_holders()
     claimed = [
         n
         for group, received in ((set(user_ids) - plain, False), (plain, True))
@@ -349,23 +356,15 @@ def send_pending(user_ids: set[str]) -> int:
     by_user: dict[str, list[NotificationRecord]] = {}
     for notification in claimed:
         by_user.setdefault(notification.user_id, []).append(notification)
-    routes = {user_id: found.sockets for user_id, found in published.items()}
-    with _publishing_together(routes):
+    with _publishing_together(_routes(published)):
         for user_id, notifications in by_user.items():
             _emit_pending(notifications, to=user_room(user_id))
-    if not (by_user.keys() & published.keys()) or not hasattr(socketio.server.manager, "publishing_together"):
-        return len(claimed)
     # As a create does: the processes holding an acknowledging socket of the user now, and not
     # sent the rows, get them (acknowledging sockets only; see the module docstring).
-    presence.online(by_user.keys() & published.keys())
-    now = getattr(presence, "last_holders", dict)()
-    newcomers = {
-        user_id: now[user_id].acknowledging - published[user_id].sockets
-        for user_id in by_user.keys() & published.keys() & now.keys()
-    }
-    with _publishing_together({u: found for u, found in newcomers.items() if found}, again=True):
-        for user_id, found in newcomers.items():
-            if found:
+    newcomers = _read_newcomers(presence, set(by_user), published)
+    if newcomers:
+        with _publishing_together(newcomers, again=True):
+            for user_id in newcomers:
                 _emit_pending(by_user[user_id], to=user_room(user_id))
     return len(claimed)
 

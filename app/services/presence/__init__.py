@@ -64,6 +64,10 @@ class Presence(Protocol):
     def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
         """(users online, those of them with a plain client's socket, those with an acknowledging one)."""
 
+    def last_holders(self) -> dict[str, "Holders"]:
+        """Per user of this green thread's last `online`/`online_kinds`: the processes holding their
+        sockets; a user missing is not routed (the emit goes to every process)."""
+
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open."""
 

@@ -54,6 +54,10 @@ class LocalPresence:
         acknowledging = {u for u in online if any(sid not in self._plain for sid in self._sockets.get(u, ()))}
         return online, plain, acknowledging
 
+    def last_holders(self) -> dict:
+        """Nothing to route in a single process."""
+        return {}
+
     def local_users(self) -> set[str]:
         """Users with a socket in this process."""
         return set(self._sockets)

@@ -12,12 +12,19 @@ from app.extensions import db
 from config import TestingConfig
 
 
-def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
+def empty_database_app(database_uri: str):
+    """An app whose database has no tables at all, not even Alembic's, for migrations to build."""
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri)
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    return app
+
+
+def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
+    app = empty_database_app(database_uri)
+    with app.app_context():
         upgrade()
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
@@ -35,11 +42,8 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
 
 
 def test_rows_delivered_before_confirmations_existed_count_as_received(database_uri):
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri)
+    app = empty_database_app(database_uri)
     with app.app_context():
-        db.drop_all()
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         upgrade(revision="0001")
         with db.engine.begin() as conn:
             conn.execute(

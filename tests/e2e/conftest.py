@@ -3,7 +3,7 @@
 import pytest
 
 from tests.support.clients import RecordingClient
-from tests.support.cluster import save_figures, watched
+from tests.support.cluster import running_cluster, save_figures, watched
 from tests.support.live_server import running_live_server
 from tests.support.server import LOG_TAIL_LINES, STOP_TIMEOUT
 
@@ -86,6 +86,14 @@ def record_figures(tmp_path_factory):
         save_figures(folder, group, figures)
 
     return record
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two server processes, A and B, sharing PostgreSQL and Redis, for a module's cluster tests;
+    a module that needs another shape defines its own `cluster`."""
+    with running_cluster(tmp_path_factory, "A", "B") as cluster:
+        yield cluster
 
 
 @pytest.fixture

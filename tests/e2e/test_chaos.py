@@ -19,7 +19,6 @@ from tests.support.cluster import (
     DELIVERY_TIMEOUT,
     HTTP_TIMEOUT,
     PRESENCE_PREFIX,
-    running_cluster,
     unique,
 )
 from tests.support.logs import USER_DISCONNECTED
@@ -52,12 +51,6 @@ def test_one_process_on_sqlite(tmp_path):
 # socket was confirmed in the memory of the process that made it and written up to 100 ms later
 # (app/services/confirmations.py), while any process could decide meanwhile, from the database
 # alone, that the notification had not been received and put it back to PENDING.
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory, "A", "B") as cluster:
-        yield cluster
 
 
 @pytest.mark.cluster

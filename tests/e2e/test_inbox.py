@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests.support.clients import connect
-from tests.support.cluster import DELIVERY_TIMEOUT, running_cluster, unique
+from tests.support.cluster import DELIVERY_TIMEOUT, unique
 from tests.support.tokens import bearer
 from tests.support.waiting import wait_for
 from tests.support.wire import ADMIN_ROUTE
@@ -75,23 +75,17 @@ def test_concurrent_retries_with_one_key_store_one_set(live_server):
     assert ok[0].json()["notifications"][0]["data"] == body["data"]
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    with running_cluster(tmp_path_factory, "A", "B") as cluster:
-        yield cluster
-
-
 @pytest.mark.cluster
-def test_a_read_through_one_process_reaches_the_users_socket_on_another(pair):
-    a, b = pair.servers["A"], pair.servers["B"]
+def test_a_read_through_one_process_reaches_the_users_socket_on_another(cluster):
+    a, b = cluster.servers["A"], cluster.servers["B"]
     user = unique("gail")
-    on_a = pair.connect(a, user)
-    sent = pair.send(b.url, [user], "read me elsewhere")[user]
+    on_a = cluster.connect(a, user)
+    sent = cluster.send(b.url, [user], "read me elsewhere")[user]
     wait_for(lambda: last_count(on_a) == 1, DELIVERY_TIMEOUT, "the count of 1 on process A")
-    headers = bearer(pair.token(user))
+    headers = bearer(cluster.token(user))
     read = requests.put(f"{b.url}/v1/notifications/{sent['id']}/read", headers=headers, timeout=HTTP_TIMEOUT)
     assert read.status_code == 200
     wait_for(lambda: events_named(on_a, "notification_updated"), DELIVERY_TIMEOUT, "the read on process A")
     assert events_named(on_a, "notification_updated")[0]["status"] == "READ"
     wait_for(lambda: last_count(on_a) == 0, DELIVERY_TIMEOUT, "the count of 0 on process A")
-    pair.disconnect_clients()
+    cluster.disconnect_clients()

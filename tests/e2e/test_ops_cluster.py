@@ -5,19 +5,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.cluster import DELIVERY_TIMEOUT, running_cluster, unique
+from tests.support.cluster import DELIVERY_TIMEOUT, unique
 from tests.support.live_server import HTTP_TIMEOUT
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
 READY_TIMEOUT = 30  # seconds for a process to be ready again once Redis is back (it retries every second)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory, "A", "B") as cluster:
-        yield cluster
 
 
 def metric(server, name: str, **labels) -> float:

@@ -16,7 +16,6 @@ from tests.support.cluster import (
     QUEUE_CHANNEL,
     PostStream,
     QueueWatch,
-    running_cluster,
     unique,
 )
 from tests.support.logs import USER_DISCONNECTED
@@ -31,12 +30,6 @@ STAY = 0.4  # seconds the user stays on a process between moves
 SWEEP_INTERVAL = max(1.0, CONFIRM_TIMEOUT / 3)  # how often each process sweeps (app/realtime/server.py)
 SETTLE_TIMEOUT = DELIVERY_TIMEOUT + 4 * CONFIRM_TIMEOUT  # everything lost on the way comes back by then
 BLOCK_TIMEOUT = 15  # seconds for a POST to reach the table lock
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory, "A", "B") as cluster:
-        yield cluster
 
 
 @pytest.fixture

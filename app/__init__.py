@@ -17,10 +17,10 @@ from app.api.site import bp as site_bp
 from app.auth import init_jwt
 from app.cli import register_commands
 from app.errors import register_error_handlers
-from app.extensions import db, migrate, socketio
+from app.extensions import db, jwt, migrate, socketio
 from app.limits import RateLimits
 from app.logs import log_handler
-from app.realtime import library_fixes, socket_memory
+from app.realtime import patches
 from app.realtime.acks import DeliveryTracker, TrackingManager
 from app.realtime.admin_ui import init_admin_ui
 from app.realtime.deadlines import ConnectDeadline, Deadlines, TokenExpiry
@@ -179,8 +179,7 @@ def register_blueprints(app: Flask) -> None:
 def register_socket_guards(app: Flask) -> None:
     """Library corrections, per-socket event limits, connect and token-expiry deadlines."""
     server = socketio.server
-    library_fixes.apply(server, allow_event=app.extensions["rate_limits"].socket_event)
-    socket_memory.apply(server)
+    patches.apply(app, server, jwt, allow_event=app.extensions["rate_limits"].socket_event)
     deadlines = Deadlines(socketio.start_background_task, socketio.sleep)
     connect_deadline = ConnectDeadline(server, deadlines, app.config["SOCKETIO_CONNECT_TIMEOUT"])
     connect_deadline.install()

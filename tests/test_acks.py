@@ -186,14 +186,14 @@ def test_a_packet_encoded_once_is_the_one_python_socketio_would_send(namespace, 
     from socketio import packet
 
     from app import jsonfast
-    from app.realtime.acks import _Encoded
+    from app.realtime.patches.socketio import EncodedEvent
 
     class Packet(packet.Packet):
         json = jsonfast
 
     data = ["new_notification", {"id": "n1", "message": "é <b>\u2028", "data": {"k": [1, None]}}]
     expected = Packet(packet.EVENT, namespace=namespace, data=data, id=ack_id).encode()
-    encoded = _Encoded(Packet, namespace, data).with_id(ack_id)
+    encoded = EncodedEvent(Packet, namespace, data).with_id(ack_id)
     assert encoded == expected
     decoded = Packet(encoded_packet=encoded)
     assert (decoded.namespace or "/", decoded.id, decoded.data) == (namespace, ack_id, data)

@@ -1,4 +1,4 @@
-"""The corrections to python-engineio in app/realtime/library_fixes.py, on the app's own Engine.IO server."""
+"""The corrections of app/realtime/patches/engineio.py, on the app's own Engine.IO server."""
 
 import threading
 

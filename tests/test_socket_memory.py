@@ -1,4 +1,4 @@
-"""The memory corrections of app/realtime/socket_memory.py: the ping scheduler, the trimmed environ,
+"""The memory corrections of app/realtime/patches/: the ping scheduler, the trimmed environ,
 the read buffer."""
 
 import time
@@ -10,8 +10,10 @@ from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 
 from app.extensions import socketio
-from app.realtime import socket_memory
-from app.realtime.socket_memory import PingScheduler, TrimmedEnvirons, trimmed_environ
+from app.realtime.patches import engineio as engineio_patches
+from app.realtime.patches import eventlet as eventlet_patches
+from app.realtime.patches.engineio import PingScheduler
+from app.realtime.patches.socketio import TRANSPORT_KEYS, TrimmedEnvirons, trimmed_environ
 
 WAIT = 5  # seconds; generous bound for a ping due in a fraction of a second
 
@@ -41,10 +43,14 @@ def _wait(predicate, timeout: float = WAIT) -> bool:
 
 @pytest.fixture
 def eio(monkeypatch):
-    """An Engine.IO server (threading mode) whose sockets use the scheduler."""
+    """An Engine.IO server (threading mode) with the scheduler, installed as `apply` installs it on eventlet.
+
+    That the server of `python wsgi.py` has it is checked in tests/e2e/test_patches.py.
+    """
+    monkeypatch.setattr(eio_socket.Socket, "schedule_ping", eio_socket.Socket.schedule_ping)  # restored after
     server = engineio.Server(async_mode="threading", ping_interval=0.2, ping_timeout=0.2)
-    server.ping_scheduler = PingScheduler(server)
-    monkeypatch.setattr(eio_socket.Socket, "schedule_ping", socket_memory._scheduled_ping)
+    engineio_patches.install_ping_scheduler(server)
+    assert isinstance(server.ping_scheduler, PingScheduler)
     return server
 
 
@@ -137,7 +143,7 @@ def test_no_ping_for_a_socket_closed_while_waiting(eio):
 
 
 def test_without_a_scheduler_engineio_schedules_its_own_ping(monkeypatch):
-    monkeypatch.setattr(eio_socket.Socket, "schedule_ping", socket_memory._scheduled_ping)
+    monkeypatch.setattr(eio_socket.Socket, "schedule_ping", engineio_patches.scheduled_ping)
     server = engineio.Server(async_mode="threading", ping_interval=0.1)
     sock = eio_socket.Socket(server, "sid4")
     sock.schedule_ping()
@@ -160,10 +166,10 @@ def test_trimmed_environ_drops_only_transport_keys():
         "HTTP_USER_AGENT": "test",
         "wsgi.url_scheme": "http",
         "flask.app": object(),
-        **{key: object() for key in socket_memory.TRANSPORT_KEYS},
+        **{key: object() for key in TRANSPORT_KEYS},
     }
     trimmed = trimmed_environ(environ)
-    assert set(trimmed) == set(environ) - socket_memory.TRANSPORT_KEYS
+    assert set(trimmed) == set(environ) - TRANSPORT_KEYS
     assert "wsgi.input" in environ  # the original is left as it was
 
 
@@ -179,7 +185,7 @@ def test_socket_server_keeps_trimmed_environs_that_still_build_a_request(app):
     environs["eio-sid"] = environ
     try:
         kept = environs["eio-sid"]
-        assert not set(kept) & socket_memory.TRANSPORT_KEYS
+        assert not set(kept) & TRANSPORT_KEYS
         with app.request_context(kept):
             from flask import request
 
@@ -198,6 +204,6 @@ def test_eventlet_connections_get_a_small_read_buffer(monkeypatch):
     protocol = eventlet.wsgi.HttpProtocol
     monkeypatch.setattr(protocol, "rbufsize", protocol.rbufsize)
     write_buffer = protocol.wbufsize
-    socket_memory.small_read_buffers()
-    assert protocol.rbufsize == socket_memory.HTTP_READ_BUFFER
+    eventlet_patches.small_read_buffers()
+    assert protocol.rbufsize == eventlet_patches.HTTP_READ_BUFFER
     assert protocol.wbufsize == write_buffer  # responses still leave in one send

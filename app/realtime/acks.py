@@ -16,12 +16,9 @@ never sent to that user again).
 from collections.abc import Callable, Iterable
 from functools import partial
 
-from engineio import packet as eio_packet
-from socketio import packet
-
 from app import metrics
 from app.protocol import NOTIFICATION_EVENTS, PENDING_NOTIFICATIONS
-from app.realtime.rooms import IndexedRoomsMixin
+from app.realtime.patches.socketio import EncodedEvent, IndexedRoomsMixin, ack_id
 
 
 class DeliveryTracker:
@@ -69,25 +66,6 @@ class DeliveryTracker:
         return list(self._unacknowledged.pop(sid, ()))
 
 
-class _Encoded:
-    """A Socket.IO EVENT packet encoded once, for any ack id.
-
-    python-socketio encodes the whole packet per socket when each has its own ack id
-    (and first walks the data looking for binary parts). The encoding is the packet
-    type, the namespace, the ack id, then the JSON: only the id differs between
-    sockets, so the JSON is written once per emit.
-    """
-
-    def __init__(self, packet_class, namespace: str, data: list) -> None:
-        # The library's own encoding of a packet without id and data: type and namespace.
-        # binary=False: notifications are JSON from the database, never bytes.
-        self._head = packet_class(packet.EVENT, namespace=namespace, binary=False).encode()
-        self._json = packet_class.json.dumps(data, separators=(",", ":"))
-
-    def with_id(self, ack_id: int | None) -> str:
-        return self._head + self._json if ack_id is None else f"{self._head}{ack_id}{self._json}"
-
-
 def _ids(event: str, data) -> list[str]:
     if event == PENDING_NOTIFICATIONS:
         return [n["id"] for n in data]
@@ -115,7 +93,6 @@ class TrackingManagerMixin(IndexedRoomsMixin):
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         server = self.server
         encoded = None  # the event's packet without an ack id: built once per emit
-        plain_packet = None
         sent_plain = False
         sockets = 0
         for sid, eio_sid in list(self.get_participants(namespace, to or room)):
@@ -124,17 +101,14 @@ class TrackingManagerMixin(IndexedRoomsMixin):
                 continue
             sockets += 1
             if encoded is None:
-                encoded = _Encoded(server.packet_class, namespace, [event, data])
+                encoded = EncodedEvent(server.packet_class, namespace, [event, data])
             if acknowledging:
                 # What python-socketio's Manager.emit does per socket when a callback is given.
                 tracker.sent(sid, ids)
-                ack_id = self._generate_ack_id(sid, partial(tracker.acknowledged, sid, event, data))
-                message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded.with_id(ack_id))
-                server._send_eio_packet(eio_sid, message)
+                answered = partial(tracker.acknowledged, sid, event, data)
+                encoded.send(server, eio_sid, ack_id(self, sid, answered))
             else:
-                if plain_packet is None:  # one packet object for every plain socket of the emit
-                    plain_packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded.with_id(None))
-                server._send_eio_packet(eio_sid, plain_packet)
+                encoded.send(server, eio_sid)  # one packet object for every plain socket of the emit
                 sent_plain = True
         if sent_plain:
             tracker.sent_plain(ids)

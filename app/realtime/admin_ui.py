@@ -14,12 +14,11 @@ on every hot path while it is on. `production` mode reports counts only.
 
 import hmac
 import logging
-from datetime import UTC, datetime
 
-import socketio as python_socketio
 from flask import Flask
 
 from app.extensions import socketio
+from app.realtime.patches.socketio import report_refused_connects
 
 log = logging.getLogger(__name__)
 
@@ -82,44 +81,11 @@ def init_admin_ui(app: Flask) -> None:
 
     instrumented.serialize_socket = serialize_without_credentials
     if mode == "development":
-        report_refused_connects(socketio.server)
+        report_refused_connects(socketio.server, ADMIN_NAMESPACE)
     app.extensions["admin_ui"] = instrumented
     log.info(
         "Socket.IO Admin UI enabled: namespace %s, %s mode, %s",
         ADMIN_NAMESPACE,
         mode,
         "read-only" if app.config["ADMIN_UI_READ_ONLY"] else "read-write",
-    )
-
-
-def report_refused_connects(server: python_socketio.Server) -> None:
-    """Tell the UI about a connect that the connect handler refused.
-
-    python-socketio's instrumentation (5.18) reports a socket to the UI, and keeps its
-    start time, before the connect handler runs; a refused socket never gets a disconnect
-    event, so it would stay listed, and its start time kept, for as long as the process
-    runs: one per bad token or rate-limited client.
-    """
-    trigger = server._trigger_event  # the instrumented one
-
-    def trigger_event(event, namespace, *args):
-        try:
-            accepted = trigger(event, namespace, *args)
-        except python_socketio.exceptions.ConnectionRefusedError:
-            if event == "connect":
-                _refused(server, namespace, args[0])
-            raise
-        if event == "connect" and accepted is False:
-            _refused(server, namespace, args[0])
-        return accepted
-
-    server._trigger_event = trigger_event
-
-
-def _refused(server: python_socketio.Server, namespace: str, sid: str) -> None:
-    server.manager._timestamps.pop(sid, None)
-    server.emit(
-        "socket_disconnected",
-        (namespace, sid, "connection refused", datetime.now(UTC).isoformat()),
-        namespace=ADMIN_NAMESPACE,
     )

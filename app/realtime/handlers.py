@@ -5,7 +5,6 @@ import logging
 from flask import Flask, current_app, request
 from flask_socketio import ConnectionRefusedError
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import NotFound
 
 from app import metrics
 from app.auth import AuthError, socket_identity
@@ -120,26 +119,3 @@ def register_events(app: Flask) -> None:
     socketio.on_event("disconnect", on_disconnect)
     socketio.on_event(REFRESH_TOKEN, on_refresh_token)
     socketio.on_error_default(on_error)
-    # Flask-SocketIO runs each handler in a Flask request context built from the
-    # connection's request, whose path is /socket.io/. With no rule for that path,
-    # building the context raises a NotFound and keeps it with its traceback: a
-    # reference cycle per handler call, left to the cyclic garbage collector, whose
-    # pauses grow with it (bench/README.md, "Measurements behind the code"). A rule
-    # makes the match succeed. Requests to the path never reach Flask:
-    # the Engine.IO middleware answers them first. One rule per transport: werkzeug
-    # matches websocket requests only against websocket rules.
-    for endpoint, websocket in (("socketio_polling", False), ("socketio_websocket", True)):
-        app.add_url_rule(
-            SOCKETIO_PATH,
-            endpoint=endpoint,
-            view_func=_not_served_by_flask,
-            websocket=websocket,
-            strict_slashes=False,  # /socket.io too (Flask-SocketIO's test client)
-        )
-
-
-SOCKETIO_PATH = "/socket.io/"
-
-
-def _not_served_by_flask():
-    raise NotFound()

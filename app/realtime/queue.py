@@ -20,11 +20,11 @@ from collections.abc import Collection, Mapping
 from contextlib import contextmanager
 
 import redis
-import socketio
 
 from app import metrics
 from app.protocol import NOTIFICATION_EVENTS, UNREAD_COUNT, user_room
 from app.realtime.acks import TrackingManagerMixin
+from app.realtime.patches.socketio import ListeningRedisLoop
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ ROUTED_LOG = "message queue: %s for %s arrived on this process's channel"
 SUBSCRIBED_LOG = "message queue: subscribed to %s"
 
 
-class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
+class ListeningRedisManager(ListeningRedisLoop, TrackingManagerMixin):
     """python-socketio's Redis manager, telling whether it is subscribed right now.
 
     Local deliveries go through `TrackingManagerMixin` (acknowledged sends).
@@ -46,8 +46,6 @@ class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
     after Redis comes back.
     """
 
-    listening = False
-    RETRY_SECONDS = 1.0
     SUBSCRIBE_TIMEOUT = 5.0  # seconds `follow` waits for Redis to confirm a subscription
     KEPT_CHANNELS = 2  # own channels listened on: the current presence id's and the one before
 
@@ -55,7 +53,6 @@ class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
         super().__init__(*args, **kwargs)
         self._gathering = threading.local()  # per green thread under eventlet
         self._own: list[str] = []  # presence ids whose channel this process listens on, newest last
-        self._listener = None  # the PubSub the listening loop reads (publishing may replace self.pubsub)
         self._control = None  # a plain client, to ask Redis who is subscribed
 
     def channel_of(self, process_id: str) -> str:
@@ -234,47 +231,20 @@ class ListeningRedisManager(socketio.RedisManager, TrackingManagerMixin):
         """Subscribed right now to the shared channel and to the channel of `process_id`."""
         return self.listening and process_id in self._own
 
-    def _channels(self) -> list[str]:
+    def listen_channels(self) -> list[str]:
+        """The shared channel and this process's own."""
         return [self.channel, *(self.channel_of(p) for p in self._own)]
 
-    def _redis_listen_with_retries(self):  # overrides python-socketio's (5.x) loop
-        while True:
+    def subscribed(self, channels: str) -> None:
+        log.info(SUBSCRIBED_LOG, channels)
+
+    def arrived(self, channel: bytes, data) -> None:
+        if log.isEnabledFor(logging.DEBUG) and channel != self.channel.encode():
             try:
-                self._redis_connect()
-                self._listener = self.pubsub
-                self._listener.subscribe(*self._channels())
-                self.listening = True
-                log.info(SUBSCRIBED_LOG, ", ".join(self._channels()))
-                yield from self._listener.listen()
-            except Exception as exc:  # noqa: BLE001  (any failure: reconnect)
-                metrics.REDIS_ERRORS_QUEUE.inc()
-                if self.listening:
-                    log.warning("message queue: lost the subscription (%s); retrying", exc)
-                self.listening = False
-                time.sleep(self.RETRY_SECONDS)
-
-    def _listen(self):  # overrides python-socketio's (5.x): the shared channel and this process's own
-        shared = self.channel.encode()
-        for message in self._redis_listen_with_retries():
-            if message["type"] != "message" or "data" not in message:
-                continue
-            if message["channel"] != shared and log.isEnabledFor(logging.DEBUG):
-                self._log_routed(message["data"])
-            yield message["data"]
-
-    def _log_routed(self, data) -> None:
-        try:
-            decoded = self.json.loads(data)
-            log.debug(ROUTED_LOG, decoded.get("event"), decoded.get("room"))
-        except Exception:  # noqa: BLE001  (a log line only)
-            return
-
-    def start_listening(self) -> None:
-        """Start the subscriber now rather than at the first client connection."""
-        server = self.server
-        if server is not None and not server.manager_initialized:
-            server.manager_initialized = True
-            self.initialize()
+                decoded = self.json.loads(data)
+                log.debug(ROUTED_LOG, decoded.get("event"), decoded.get("room"))
+            except Exception:  # noqa: BLE001  (a log line only)
+                return
 
 
 def _user_of(room) -> str | None:

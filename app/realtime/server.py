@@ -11,6 +11,7 @@ from flask import Flask
 
 from app import metrics
 from app.extensions import socketio
+from app.realtime.patches.eventlet import deadline_protocol
 from app.realtime.queue import ListeningRedisManager
 from app.services.delivery import presence_tick, sweep_unconfirmed
 from app.services.presence import get_presence
@@ -74,33 +75,6 @@ def raise_file_limit(connections: int) -> None:
             soft,
             connections,
         )
-
-
-def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
-    """eventlet's HTTP protocol with a deadline on each request's line and headers.
-
-    eventlet's own timeouts apply to each read alone: a client that sends a byte of
-    its headers every few seconds would hold its connection (and a slot of
-    MAX_CONNECTIONS) for ever. Here the request line must be complete within
-    idle + header timeout of the previous request (or of the connect), and the
-    headers within the header timeout after it; past that, the connection is
-    closed as eventlet closes a timed-out one. The body and the response (a long
-    poll, a websocket) have no overall deadline, only the per-read socket timeout.
-    """
-
-    import eventlet
-    import eventlet.wsgi
-
-    class DeadlineHttpProtocol(eventlet.wsgi.HttpProtocol):
-        def _read_request_line(self):  # eventlet's (private) read of the request line
-            with eventlet.Timeout(idle_timeout + header_timeout, TimeoutError("no request in time")):
-                return super()._read_request_line()
-
-        def parse_request(self):
-            with eventlet.Timeout(header_timeout, TimeoutError("headers not complete in time")):
-                return super().parse_request()
-
-    return DeadlineHttpProtocol
 
 
 def serve(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""Pings from the process-wide ping scheduler (app/realtime/socket_memory.py) on the real server:
+"""Pings from the process-wide ping scheduler (app/realtime/patches/engineio.py) on the real server:
 an idle socket that answers stays up, one that stops answering is closed by its ping timeout."""
 
 import time

@@ -1,0 +1,57 @@
+"""Every correction this service makes to a library's internals, one module per library.
+
+Each module names the exact library version its corrections were written for
+(`WRITTEN_FOR`): the factory calls `apply`, which refuses to start when an installed
+version differs (the corrections would reach into internals nobody has checked), then
+installs them and logs which ones are in effect (`APPLIED_LOG`, read by a test of the
+real server).
+"""
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import version
+
+from flask import Flask
+from flask_jwt_extended import JWTManager
+from socketio import Server
+
+from app.realtime.patches import engineio, eventlet, flask_jwt_extended, flask_socketio, socketio
+
+log = logging.getLogger(__name__)
+
+MODULES = (eventlet, engineio, socketio, flask_socketio, flask_jwt_extended)
+# Log line that a test reads (tests/support/logs.py): the corrections in effect in this process.
+APPLIED_LOG = "library corrections in effect: %s"
+
+
+def check_versions() -> None:
+    """Refuse to start when a corrected library is not the version its corrections were written for."""
+    for module in MODULES:
+        installed = version(module.LIBRARY)
+        if installed != module.WRITTEN_FOR:
+            raise RuntimeError(
+                f"{module.LIBRARY} {installed} is installed, but the corrections in {module.__name__} were "
+                f"written for {module.LIBRARY} {module.WRITTEN_FOR}: check them against {installed} "
+                f"and update WRITTEN_FOR (or install {module.WRITTEN_FOR})"
+            )
+
+
+def apply(
+    app: Flask, server: Server, jwt: JWTManager, allow_event: Callable[[str], bool] | None = None
+) -> list[str]:
+    """Check the versions, install every correction; the names of those in effect (logged)."""
+    check_versions()
+    eventlet.apply(server)
+    engineio.apply(server)
+    socketio.apply(server, allow_event)
+    flask_socketio.apply(app)
+    flask_jwt_extended.apply(jwt)
+    applied = in_effect(app, server, jwt)
+    log.info(APPLIED_LOG, ", ".join(applied))
+    return applied
+
+
+def in_effect(app: Flask, server: Server, jwt: JWTManager) -> list[str]:
+    """The names of the corrections installed in this app, its server and its JWT manager."""
+    found = eventlet.in_effect(server) + engineio.in_effect(server) + socketio.in_effect(server)
+    return found + flask_socketio.in_effect(app) + flask_jwt_extended.in_effect(jwt)

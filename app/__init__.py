@@ -16,18 +16,19 @@ from app.api.ops import bp as ops_bp
 from app.api.site import bp as site_bp
 from app.auth import init_jwt
 from app.cli import register_commands
+from app.delivery import Confirmations, Delivery
 from app.errors import register_error_handlers
 from app.extensions import db, jwt, migrate, socketio
 from app.limits import RateLimits
 from app.logs import log_handler
 from app.realtime import patches
-from app.realtime.acks import DeliveryTracker, TrackingManager
 from app.realtime.admin_ui import init_admin_ui
 from app.realtime.deadlines import ConnectDeadline, Deadlines, TokenExpiry
 from app.realtime.handlers import register_events
 from app.realtime.queue import ListeningRedisManager
-from app.services.confirmations import Confirmations
-from app.services.presence import init_presence
+from app.realtime.transport import QueueTransport, TrackingManager, Transport
+from app.services.presence import make_presence
+from app.services.store import NotificationStore
 from config import DEV_JWT_SECRET, Config, config_from_env
 
 
@@ -105,9 +106,6 @@ def register_extensions(app: Flask) -> None:
     init_jwt(app)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
     manager = ListeningRedisManager(queue_url, channel="notifications") if queue_url else TrackingManager()
-    confirmations = Confirmations(app, socketio.start_background_task, socketio.sleep)
-    app.extensions["confirmations"] = confirmations
-    manager.tracker = app.extensions["deliveries"] = DeliveryTracker(confirmations.add)
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
@@ -125,8 +123,27 @@ def register_extensions(app: Flask) -> None:
         # Outermost, so that Engine.IO's environ (the socket handlers' remote_addr) has it too.
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    init_presence(app, listening=(lambda: manager.listening) if queue_url else None)
+    register_delivery(app, manager if queue_url else None)
     app.extensions["rate_limits"] = RateLimits(app)
+
+
+def register_delivery(app: Flask, queue: ListeningRedisManager | None) -> None:
+    """Wire the delivery core once: the store, presence, the transport, batched confirmations."""
+    if queue is None:
+        presence, transport = make_presence(app.config), Transport(socketio.server)
+    else:
+        presence = make_presence(app.config, listening=lambda: queue.listening, channels=queue)
+        transport = QueueTransport(socketio.server)
+    store = NotificationStore()
+
+    def confirm(notification_ids: list[str]) -> int:
+        with app.app_context():
+            return store.confirm(notification_ids)
+
+    confirmations = Confirmations(confirm, socketio.start_background_task, socketio.sleep)
+    delivery = Delivery(store, presence, transport, confirmations, app.config)
+    socketio.server.manager.tracker = delivery.tracker
+    app.extensions["delivery"] = delivery
 
 
 # A pooled connection idle longer than this is tested before use (seconds).

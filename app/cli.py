@@ -13,7 +13,6 @@ from app.auth import create_token
 from app.models import NotificationStatus
 from app.schemas import CreateNotificationsSchema, notification_to_wire
 from app.services import delivery, retention
-from app.services.presence import get_presence
 
 # What send-notification says on stderr when it stores rows itself (tests read it).
 NO_SERVER_MESSAGE = "no server answers at %s: storing for delivery on connect"
@@ -71,7 +70,7 @@ def send_notification(users: tuple[str, ...], message: str) -> None:
         data = CreateNotificationsSchema().load({"userIds": list(users), "message": message})
     except ValidationError as exc:
         raise click.ClickException(f"invalid input: {json.dumps(exc.messages)}") from exc
-    if get_presence().shared:
+    if delivery.current().presence.shared:
         # Presence is in Redis and emits go through the queue: this process can do it all.
         statuses = None
     else:
@@ -79,7 +78,7 @@ def send_notification(users: tuple[str, ...], message: str) -> None:
         if statuses is None:
             click.echo(NO_SERVER_MESSAGE % _server_url(), err=True)
     if statuses is None:
-        created = delivery.create_notifications(data["user_ids"], data["message"])
+        created = delivery.current().create(data["user_ids"], data["message"])
         statuses = [notification_to_wire(n) for n in created]
     delivered = sum(1 for n in statuses if n["status"] == NotificationStatus.DELIVERED.value)
     click.echo(f"created {len(statuses)}, delivered live {delivered}, pending {len(statuses) - delivered}")

@@ -6,10 +6,9 @@ import uuid
 import pytest
 import redis
 
-from app import create_app
-from app.extensions import db, socketio
-from config import TestingConfig, database_url
-from tests.support.inprocess import app_token
+from app.extensions import socketio
+from config import database_url
+from tests.support.inprocess import app_token, fresh_app
 from tests.support.services import PostgresDatabase, postgres_problem, redis_problem, redis_test_url
 from tests.support.skips import skip_or_fail
 
@@ -41,16 +40,8 @@ def app(request, database_uri):
     """A fresh app with empty tables; `@pytest.mark.config(KEY=value)` overrides settings."""
     marker = request.node.get_closest_marker("config")
     overrides = marker.kwargs if marker else {}
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_uri, **overrides)
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-    yield app
-    app.extensions["confirmations"].stop()
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+    with fresh_app(database_uri, **overrides) as app:
+        yield app
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def ids_received(sc) -> list[str]:
 
 def stored(app, notification_id: str) -> tuple[str, bool]:
     """(status, confirmed) of a notification, after this process's confirmations are written."""
-    app.extensions["confirmations"].flush()
+    app.extensions["delivery"].confirmations.flush()
     with app.app_context():
         row = db.session.execute(
             select(Notification.status, Notification.received_at).where(Notification.id == notification_id)
@@ -52,7 +52,7 @@ def stored(app, notification_id: str) -> tuple[str, bool]:
 def acknowledge(app, sc, notification_ids: list[str]) -> None:
     """What the server does when `sc`'s client answers the acknowledgement request."""
     sid = socketio.server.manager.sid_from_eio_sid(sc.eio_sid, "/")
-    app.extensions["deliveries"].confirmed(sid, notification_ids)
+    app.extensions["delivery"].tracker.confirmed(sid, notification_ids)
 
 
 def send(admin_post, user_id: str, message: str = "hello") -> dict:
@@ -109,23 +109,23 @@ def test_sweeper_sends_again_what_stayed_unconfirmed(app, connect, admin_post):
     note = send(admin_post, "alice")
     assert ids_received(sc) == [note["id"]]
     with app.app_context():
-        assert delivery.sweep_unconfirmed() == 1
+        assert delivery.current().sweeper.sweep() == 1
     assert ids_received(sc) == [note["id"]]
     acknowledge(app, sc, [note["id"]])
     with app.app_context():
-        assert delivery.sweep_unconfirmed() == 0
+        assert delivery.current().sweeper.sweep() == 0
     assert stored(app, note["id"]) == ("DELIVERED", True)
 
 
 @pytest.mark.config(DELIVERY_CONFIRM_TIMEOUT=0)
 def test_a_send_that_never_reached_a_socket_comes_back(app, connect, admin_post):
     """Presence said online, but the emit reached no socket (a lost publish, a crashed process)."""
-    app.extensions["presence"].add("alice", "a-socket-of-a-dead-process")
+    app.extensions["delivery"].presence.add("alice", "a-socket-of-a-dead-process")
     note = send(admin_post, "alice")
     assert note["status"] == "DELIVERED"
-    app.extensions["presence"].remove("a-socket-of-a-dead-process")
+    app.extensions["delivery"].presence.remove("a-socket-of-a-dead-process")
     with app.app_context():
-        delivery.sweep_unconfirmed()
+        delivery.current().sweeper.sweep()
     assert stored(app, note["id"]) == ("PENDING", False)
     assert ids_received(connect("alice", ack=True)) == [note["id"]]
 
@@ -135,7 +135,7 @@ def test_the_sweeper_leaves_what_plain_clients_were_sent(app, connect, admin_pos
     sc = connect("alice")
     note = send(admin_post, "alice")
     with app.app_context():
-        assert delivery.sweep_unconfirmed() == 0
+        assert delivery.current().sweeper.sweep() == 0
     assert ids_received(sc) == [note["id"]]
     assert stored(app, note["id"]) == ("DELIVERED", True)
 
@@ -166,15 +166,15 @@ def test_a_plain_clients_notification_is_received_as_it_is_sent_even_if_its_proc
 ):
     """Its confirmation never waits on the process holding the plain socket, which may die
     right after the send: the sweeper must not send it to that user again."""
-    app.extensions["presence"].add("alice", "plain-socket-of-a-process-about-to-die", plain=True)
+    app.extensions["delivery"].presence.add("alice", "plain-socket-of-a-process-about-to-die", plain=True)
     note = send(admin_post, "alice")
     with app.app_context():
         row = db.session.get(Notification, note["id"])
         assert row.received_at is not None  # stored so, before any flush of confirmations
         db.session.commit()
-    app.extensions["presence"].remove("plain-socket-of-a-process-about-to-die")
+    app.extensions["delivery"].presence.remove("plain-socket-of-a-process-about-to-die")
     with app.app_context():
-        assert delivery.sweep_unconfirmed() == 0
+        assert delivery.current().sweeper.sweep() == 0
     assert ids_received(connect("alice")) == []
     assert stored(app, note["id"]) == ("DELIVERED", True)
 

@@ -6,9 +6,10 @@ import jwt as pyjwt
 import pytest
 from sqlalchemy import func, select
 
+from app.delivery import core as delivery_core
 from app.extensions import db
 from app.models import Notification
-from app.services import delivery, inbox
+from app.services import inbox
 from tests.support.inprocess import received
 from tests.support.wire import SENT_WIRE_KEYS, WIRE_KEYS
 
@@ -70,7 +71,7 @@ def test_paging_through_rows_created_on_a_whole_second(client, admin_post, auth_
 
 
 
-    monkeypatch.setattr(delivery, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
+    monkeypatch.setattr(delivery_core, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
     ids = {admin_post(["alice"], f"m{i}").get_json()["notifications"][0]["id"] for i in range(3)}
     seen, url = [], "/v1/notifications?limit=1"
     while url:

@@ -12,8 +12,7 @@ from sqlalchemy import event
 
 from app import PING_AFTER_IDLE, create_app
 from app.extensions import db
-from app.services import rows
-from app.services.delivery import create_notifications
+from app.services import delivery, rows
 from config import TestingConfig, database_url
 from tests.support.inprocess import app_token
 from tests.support.services import PostgresDatabase, postgres_problem, postgres_server_url
@@ -30,7 +29,7 @@ def pg_app():
     with app.app_context():
         db.create_all()
     yield app, database
-    app.extensions["confirmations"].stop()
+    app.extensions["delivery"].confirmations.stop()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -66,7 +65,7 @@ def test_connect_state_reads_pending_and_unread_in_one_statement(pg_app):
     app, _database = pg_app
     statements = []
     with app.app_context():
-        create_notifications(["bob", "bob", "carol"], "hello")
+        delivery.current().create(["bob", "bob", "carol"], "hello")
 
         def count(_conn, _cursor, statement, *_args):
             statements.append(statement)

@@ -88,7 +88,7 @@ def test_count_stays_exact_while_creates_and_reads_interleave(app, admin_post):
         try:
             with app.app_context():
                 for i in range(30):
-                    delivery.create_notifications(["carol"], f"n{i}")
+                    delivery.current().create(["carol"], f"n{i}")
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

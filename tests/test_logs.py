@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
+from app.delivery.core import CONNECTED_LOG, CREATED_LOG
 from app.logs import JsonFormatter, log_handler
-from app.services.delivery import CONNECTED_LOG, CREATED_LOG
 
 
 def formatted(logger_name: str, level: int, msg: str, *args, **kwargs) -> dict:

@@ -126,7 +126,7 @@ def test_the_sweeper_counts_what_it_requeued(app, token, admin_post):
     admin_post(["erin"])
     gains = Gains(("requeued_total", {"cause": "unconfirmed"}))
     with app.app_context():
-        delivery.sweep_unconfirmed()
+        delivery.current().sweeper.sweep()
     assert gains() == [1]
     sc.disconnect()
 

@@ -5,13 +5,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.extensions import db
 from app.models import Notification, NotificationStatus
 from app.services import delivery
 from app.services.presence.redis import RedisPresence
-from config import TestingConfig
-from tests.support.inprocess import app_token, received
+from tests.support.inprocess import app_token, fresh_app, received
 from tests.support.ports import free_port
 
 
@@ -108,22 +106,13 @@ def test_an_unsubscribed_process_does_not_count(redis_url, presence_prefix):
 @pytest.fixture
 def shared_app(database_uri, redis_url, presence_prefix):
     """An app whose presence lives in Redis, as with a message queue, with empty tables."""
-    app = create_app(
-        TestingConfig,
-        SQLALCHEMY_DATABASE_URI=database_uri,
+    with fresh_app(
+        database_uri,
+        prepare=lambda app: app.extensions["delivery"].presence.heartbeat(),
         PRESENCE_REDIS_URL=redis_url,
         PRESENCE_KEY_PREFIX=presence_prefix,
-    )
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        app.extensions["presence"].heartbeat()
-    yield app
-    app.extensions["confirmations"].stop()
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+    ) as app:
+        yield app
 
 
 def statuses(app) -> dict[str, NotificationStatus]:
@@ -141,19 +130,19 @@ def test_what_a_crashed_process_never_got_confirmed_goes_back_to_pending(
     crashed.add("alice", "sid-on-crashed")
     crashed.add("carol", "sid-on-crashed-2")
     with shared_app.app_context():
-        before = delivery.create_notifications(["alice", "bob"], "before the crash")
+        before = delivery.current().create(["alice", "bob"], "before the crash")
     assert {n.user_id: n.status for n in before}["alice"] is NotificationStatus.DELIVERED
     time.sleep(1.3)  # the process died right after: its key expires
     # carol reconnects to this process (acknowledging) before the crash is noticed
     carol = socketio.test_client(shared_app, auth={"token": app_token(shared_app, "carol"), "ack": True})
     with shared_app.app_context():
-        for_carol = delivery.create_notifications(["carol"], "for carol")[0]
+        for_carol = delivery.current().create(["carol"], "for carol")[0]
     assert [n["id"] for n in received(carol)["new_notification"]] == [for_carol.id]
     sid = socketio.server.manager.sid_from_eio_sid(carol.eio_sid, "/")
-    shared_app.extensions["deliveries"].confirmed(sid, [for_carol.id])  # carol's client acknowledges
+    shared_app.extensions["delivery"].tracker.confirmed(sid, [for_carol.id])  # carol's client acknowledges
     with shared_app.app_context():
-        delivery.presence_tick()  # reaps the crashed process
-        delivery.sweep_unconfirmed()
+        delivery.current().sweeper.tick()  # reaps the crashed process
+        delivery.current().sweeper.sweep()
     got = statuses(shared_app)
     assert got["alice"] is NotificationStatus.PENDING  # never received: sent on reconnect
     assert got["bob"] is NotificationStatus.PENDING
@@ -165,14 +154,14 @@ def test_what_a_crashed_process_never_got_confirmed_goes_back_to_pending(
 def test_pending_stored_while_a_process_was_cut_off_is_sent_when_it_is_back(shared_app, redis_url):
     from app.extensions import socketio
 
-    presence = shared_app.extensions["presence"]
+    presence = shared_app.extensions["delivery"].presence
     good = presence.redis
     presence.redis = RedisPresence(closed_port_url(), ttl=15, prefix="x").redis
     alice = socketio.test_client(shared_app, auth={"token": app_token(shared_app, "alice")})
     received(alice)
     with shared_app.app_context():
-        delivery.presence_tick()  # Redis "down": nothing registered
-        note = delivery.create_notifications(["alice"], "during the outage")[0]
+        delivery.current().sweeper.tick()  # Redis "down": nothing registered
+        note = delivery.current().create(["alice"], "during the outage")[0]
     # alice's socket is in this process: it is reached even without Redis
     assert note.status is NotificationStatus.DELIVERED
     assert [n["id"] for n in received(alice)["new_notification"]] == [note.id]
@@ -184,7 +173,7 @@ def test_pending_stored_while_a_process_was_cut_off_is_sent_when_it_is_back(shar
         other_id = other.id
     presence.redis = good
     with shared_app.app_context():
-        delivery.presence_tick()
+        delivery.current().sweeper.tick()
     assert [[n["id"] for n in batch] for batch in received(alice)["pending_notifications"]] == [[other_id]]
     assert statuses(shared_app)["alice"] is NotificationStatus.DELIVERED
     alice.disconnect()

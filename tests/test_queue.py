@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from app.delivery import Route
 from app.realtime.queue import ListeningRedisManager
 
 
@@ -35,12 +36,16 @@ def emit(manager, user: str) -> None:
     manager.emit("new_notification", {"id": f"n-{user}", "userId": user}, namespace="/", room=f"user:{user}")
 
 
-def test_a_fan_out_reaches_the_other_processes_in_full_when_its_block_ends(queue):
+def test_a_fan_out_reaches_the_other_processes_in_full_in_one_round_trip(queue, monkeypatch):
     manager, subscriber = queue
-    with manager.publishing_together():
-        for user in ("alice", "bob", "carol"):
-            emit(manager, user)
-        assert published(subscriber, 1, within=0.3) == [], "published before the block ended"
+    round_trips = []
+    real = manager._publish_all
+    monkeypatch.setattr(
+        manager, "_publish_all", lambda messages: (round_trips.append(len(messages)), real(messages))
+    )
+    users = ("alice", "bob", "carol")
+    manager.emit_routed("new_notification", [(u, {"id": f"n-{u}", "userId": u}) for u in users], Route())
+    assert round_trips == [3]
     messages = published(subscriber, 3)
     assert [(m["room"], m["data"][0]["id"]) for m in messages] == [
         ("user:alice", "n-alice"),
@@ -49,17 +54,7 @@ def test_a_fan_out_reaches_the_other_processes_in_full_when_its_block_ends(queue
     ]
 
 
-def test_outside_a_block_each_emit_is_published_at_once(queue):
+def test_an_emit_outside_a_routed_send_is_published_at_once(queue):
     manager, subscriber = queue
     emit(manager, "dave")
     assert [m["room"] for m in published(subscriber, 1)] == ["user:dave"]
-
-
-def test_nested_blocks_publish_once_at_the_outer_end(queue):
-    manager, subscriber = queue
-    with manager.publishing_together():
-        with manager.publishing_together():
-            emit(manager, "erin")
-        assert published(subscriber, 1, within=0.3) == []
-        emit(manager, "frank")
-    assert [m["room"] for m in published(subscriber, 2)] == ["user:erin", "user:frank"]

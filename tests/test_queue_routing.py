@@ -13,13 +13,13 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from app import create_app
+from app.delivery import Route
 from app.extensions import db, socketio
 from app.models import Notification
 from app.realtime.queue import ListeningRedisManager
 from app.services import delivery
 from app.services.presence.redis import RedisPresence
-from config import TestingConfig
+from tests.support.inprocess import fresh_app
 
 QUIET = 0.3  # seconds a subscriber waits to conclude that nothing was published to it
 
@@ -69,13 +69,17 @@ def emit(manager, event: str, user: str, **kwargs) -> None:
     manager.emit(event, {"id": f"n-{user}", "userId": user}, namespace="/", room=f"user:{user}", **kwargs)
 
 
+def send(manager, event: str, users, route: Route | None = None) -> None:
+    """One routed send of `event` to each of `users`, as the transport hands it over."""
+    items = [(user, {"id": f"n-{user}", "userId": user}) for user in users]
+    manager.emit_routed(event, items, route or Route())
+
+
 def test_notification_events_go_only_to_the_channels_of_the_processes_holding_the_user(manager, seen):
-    routes = {"alice": {"pa", "pb"}, "bob": {"pb"}, "carol": set()}
-    with manager.publishing_together(routes):
-        for user in ("alice", "bob", "carol"):
-            emit(manager, "new_notification", user)
-        manager.emit("pending_notifications", [{"id": "p1"}], namespace="/", room="user:bob")
-        manager.emit("unread_count", {"count": 3}, namespace="/", room="user:alice")
+    route = Route({"alice": {"pa", "pb"}, "bob": {"pb"}, "carol": set()})
+    send(manager, "new_notification", ["alice", "bob", "carol"], route)
+    manager.emit_routed("pending_notifications", [("bob", [{"id": "p1"}])], route)
+    manager.emit_routed("unread_count", [("alice", {"count": 3})], route)
 
     assert [(channel, m["event"], m["room"]) for channel, m in seen.published()] == [
         (seen.of("pa"), "new_notification", "user:alice"),
@@ -89,17 +93,14 @@ def test_notification_events_go_only_to_the_channels_of_the_processes_holding_th
 
 def test_the_processs_own_channels_are_left_out_it_delivers_its_sockets_itself(manager, seen):
     manager._own = ["mine-before", "mine"]
-    with manager.publishing_together({"alice": {"mine", "mine-before", "other"}}):
-        emit(manager, "new_notification", "alice")
+    send(manager, "new_notification", ["alice"], Route({"alice": {"mine", "mine-before", "other"}}))
     assert [channel for channel, _ in seen.published()] == [seen.of("other")]
 
 
 def test_a_user_whose_holders_are_unknown_goes_to_the_shared_channel(manager, seen):
-    with manager.publishing_together({"alice": {"pa"}}):
-        emit(manager, "new_notification", "dave")  # not in the routes: presence could not read him
-    with manager.publishing_together():  # no routes at all (presence unreachable, or not shared)
-        emit(manager, "new_notification", "alice")
-    emit(manager, "new_notification", "alice")  # outside any block
+    send(manager, "new_notification", ["dave"], Route({"alice": {"pa"}}))  # presence could not read dave
+    send(manager, "new_notification", ["alice"])  # no routes at all (presence unreachable, or not shared)
+    emit(manager, "new_notification", "alice")  # not a routed send
     assert [(channel, m["room"]) for channel, m in seen.published()] == [
         (seen.channel, "user:dave"),
         (seen.channel, "user:alice"),
@@ -109,14 +110,13 @@ def test_a_user_whose_holders_are_unknown_goes_to_the_shared_channel(manager, se
 
 def test_everything_but_a_users_notification_events_keeps_the_shared_channel(manager, seen):
     manager.server = type("Server", (), {"async_mode": "threading"})()  # callbacks need a server
-    with manager.publishing_together({"alice": {"pa"}}):
-        manager.emit("notification_updated", {"id": "n1"}, namespace="/", room="user:alice")
-        manager.emit("new_notification", {"id": "n2"}, namespace="/", room="team:ops")
-        manager.emit("new_notification", {"id": "n3"}, namespace="/")  # broadcast
-        manager.emit("new_notification", {"id": "n4"}, namespace="/", room="user:alice", callback=print)
-        manager.enter_room("sid1", "/", "user:alice")
-        manager.leave_room("sid1", "/", "user:alice")
-        manager.close_room("user:alice", namespace="/")
+    manager.emit("notification_updated", {"id": "n1"}, namespace="/", room="user:alice")
+    manager.emit("new_notification", {"id": "n2"}, namespace="/", room="team:ops")
+    manager.emit("new_notification", {"id": "n3"}, namespace="/")  # broadcast
+    manager.emit("new_notification", {"id": "n4"}, namespace="/", room="user:alice", callback=print)
+    manager.enter_room("sid1", "/", "user:alice")
+    manager.leave_room("sid1", "/", "user:alice")
+    manager.close_room("user:alice", namespace="/")
     found = seen.published()
     assert {channel for channel, _ in found} == {seen.channel}
     assert [(m["method"], m.get("event"), m.get("room")) for _, m in found] == [
@@ -130,23 +130,20 @@ def test_everything_but_a_users_notification_events_keeps_the_shared_channel(man
     ]
 
 
-def test_a_routed_fan_out_is_one_pipeline_at_the_end_of_the_block(manager, seen, monkeypatch):
+def test_a_routed_fan_out_is_one_pipeline(manager, seen, monkeypatch):
     pipelines = []
     real = manager._publish_all
     monkeypatch.setattr(
         manager, "_publish_all", lambda messages: (pipelines.append(len(messages)), real(messages))
     )
-    with manager.publishing_together({f"u{i}": {"pa", "pb"} for i in range(5)}):
-        for i in range(5):
-            emit(manager, "new_notification", f"u{i}")
-        assert seen.published(within=0.2) == [], "published before the block ended"
+    users = [f"u{i}" for i in range(5)]
+    send(manager, "new_notification", users, Route({user: {"pa", "pb"} for user in users}))
     assert pipelines == [10]
     assert len(seen.published()) == 10
 
 
 def test_a_send_again_is_marked_for_acknowledging_sockets_only(manager, seen):
-    with manager.publishing_together({"alice": {"pb"}}, again=True):
-        emit(manager, "new_notification", "alice")
+    send(manager, "new_notification", ["alice"], Route({"alice": {"pb"}}, acknowledging_only=True))
     [(channel, message)] = seen.published()
     assert (channel, message["acknowledging_only"]) == (seen.of("pb"), True)
 
@@ -165,7 +162,7 @@ class Recorded:
             skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
             self.calls.append(sorted(s for s in participants if s not in skip))
 
-        from app.realtime.acks import TrackingManagerMixin
+        from app.realtime.transport import TrackingManagerMixin
 
         monkeypatch.setattr(TrackingManagerMixin, "emit", handled)
 
@@ -173,8 +170,7 @@ class Recorded:
 def test_a_send_again_skips_plain_sockets_here_and_on_arrival(manager, seen, monkeypatch):
     recorded = Recorded(manager, monkeypatch, {"ack1": True, "plain1": False})
     manager._own = ["mine"]
-    with manager.publishing_together({"alice": {"mine", "pb"}}, again=True):
-        emit(manager, "new_notification", "alice")
+    send(manager, "new_notification", ["alice"], Route({"alice": {"mine", "pb"}}, acknowledging_only=True))
     [(_channel, message)] = seen.published()
     manager._handle_emit({**message, "host_id": "another process"})  # as it arrives at pb
     assert recorded.calls == [["ack1"], ["ack1"]]
@@ -183,12 +179,10 @@ def test_a_send_again_skips_plain_sockets_here_and_on_arrival(manager, seen, mon
 def test_a_send_again_not_naming_this_process_leaves_its_sockets_alone(manager, seen, monkeypatch):
     recorded = Recorded(manager, monkeypatch, {"ack1": True})
     manager._own = ["mine"]
-    with manager.publishing_together({"alice": {"pb"}}, again=True):
-        emit(manager, "new_notification", "alice")
+    send(manager, "new_notification", ["alice"], Route({"alice": {"pb"}}, acknowledging_only=True))
     assert recorded.calls == []
     assert [channel for channel, _ in seen.published()] == [seen.of("pb")]
-    with manager.publishing_together():  # a first send: this process's sockets, as always
-        emit(manager, "new_notification", "alice")
+    send(manager, "new_notification", ["alice"])  # a first send: this process's sockets, as always
     assert recorded.calls == [["ack1"]]
 
 
@@ -242,8 +236,7 @@ def test_the_channel_follows_the_presence_id_through_each_resync(
     presence.heartbeat()
     first = presence.process_id
     assert subscribers(redis_url, manager.channel_of(first)) == 1
-    with other.publishing_together({"alice": {first}}):
-        emit(other, "new_notification", "alice")
+    send(other, "new_notification", ["alice"], Route({"alice": {first}}))
     assert arrived(listening, "user:alice")
 
     ids = [first]
@@ -255,8 +248,7 @@ def test_the_channel_follows_the_presence_id_through_each_resync(
     # the current id's channel, and the one before (a sender may have read it just before)
     assert [subscribers(redis_url, manager.channel_of(p)) for p in ids] == [0, 1, 1]
     assert manager.listening_as(ids[-1]) and not manager.listening_as(ids[0])
-    with other.publishing_together({"bob": {ids[-1]}}):
-        emit(other, "new_notification", "bob")
+    send(other, "new_notification", ["bob"], Route({"bob": {ids[-1]}}))
     assert arrived(listening, "user:bob")
 
 
@@ -294,27 +286,15 @@ def test_a_process_stops_counting_when_its_own_channel_is_not_listened_on(
 @pytest.fixture
 def routed_app(database_uri, redis_url, presence_prefix, channel):
     """An app as one server process with a message queue; presence of two other processes."""
-    app = create_app(
-        TestingConfig,
-        SQLALCHEMY_DATABASE_URI=database_uri,
-        SOCKETIO_MESSAGE_QUEUE=redis_url,
-        PRESENCE_KEY_PREFIX=presence_prefix,
-    )
-    socketio.server.manager.channel = channel
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-    others = []
-    for _ in range(2):
-        other = RedisPresence(redis_url, ttl=15, prefix=presence_prefix)
-        other.heartbeat()
-        others.append(other)
-    yield app, others
-    app.extensions["confirmations"].stop()
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+    overrides = {"SOCKETIO_MESSAGE_QUEUE": redis_url, "PRESENCE_KEY_PREFIX": presence_prefix}
+    with fresh_app(database_uri, **overrides) as app:
+        socketio.server.manager.channel = channel
+        others = []
+        for _ in range(2):
+            other = RedisPresence(redis_url, ttl=15, prefix=presence_prefix)
+            other.heartbeat()
+            others.append(other)
+        yield app, others
 
 
 def test_a_create_publishes_to_the_users_processes_only(routed_app, seen):
@@ -322,7 +302,7 @@ def test_a_create_publishes_to_the_users_processes_only(routed_app, seen):
     b.add("alice", "a1")
     c.add("bob", "b1")
     with app.app_context():
-        delivery.create_notifications(["alice", "bob", "nobody"], "hello")
+        delivery.current().create(["alice", "bob", "nobody"], "hello")
     by_channel = {}
     for channel, message in seen.published():
         by_channel.setdefault(channel, []).append((message["event"], message["room"]))
@@ -347,7 +327,7 @@ def test_a_user_who_moves_between_the_two_presence_reads_is_sent_it_again_unless
         c.add("alice", "on-c", plain)
 
     with app.app_context():
-        [created] = delivery.create_notifications(["alice"], "moving", before_commit=move)
+        [created] = delivery.current().create(["alice"], "moving", before_commit=move)
         stored = db.session.execute(select(Notification.status)).scalar_one()
     assert (created.status, stored) == ("DELIVERED", "DELIVERED")
     sends = [
@@ -365,10 +345,10 @@ def test_with_presence_unreachable_a_create_falls_back_to_the_shared_channel(rou
     app, (b, _c) = routed_app
     b.add("alice", "a1")
     with app.app_context():
-        presence = app.extensions["presence"]
+        presence = app.extensions["delivery"].presence
         presence.local.add("alice", "here")  # a socket of this process: online without Redis
         monkeypatch.setattr(presence, "redis", RedisPresence("redis://127.0.0.1:1/0", ttl=15).redis)
-        delivery.create_notifications(["alice"], "no presence")
+        delivery.current().create(["alice"], "no presence")
     assert {(channel, m["event"]) for channel, m in seen.published()} == {
         (seen.channel, "new_notification"),
         (seen.channel, "unread_count"),

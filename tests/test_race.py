@@ -1,6 +1,6 @@
 """A user connecting while a notification is being created for them never misses it.
 
-Each test forces one interleaving of `create_notifications` (presence read, INSERT +
+Each test forces one interleaving of `Delivery.create` (presence read, INSERT +
 commit, presence re-read) with a connect (room + presence, then claim of PENDING rows)
 by running the connect from inside the create, at a chosen step, and checks that the
 notification reaches the socket exactly once and is stored DELIVERED.
@@ -46,7 +46,7 @@ def connect_during_presence_read(monkeypatch, presence, connect, read_number: in
 def test_user_connecting_during_create_gets_it_exactly_once(
     app, socket_client, admin_post, monkeypatch, read_number
 ):
-    presence = app.extensions["presence"]
+    presence = app.extensions["delivery"].presence
     sockets = []
     reads = connect_during_presence_read(
         monkeypatch, presence, lambda: sockets.append(socket_client("alice")), read_number
@@ -64,7 +64,7 @@ def test_user_connecting_during_create_gets_it_exactly_once(
 
 def test_create_committed_between_connect_presence_and_claim_is_sent_once(app, socket_client, monkeypatch):
     """The connect registered presence; a create that read presence just before commits now."""
-    presence = app.extensions["presence"]
+    presence = app.extensions["delivery"].presence
     real_add, real_online = presence.add, presence.online
     created = []
 
@@ -72,7 +72,7 @@ def test_create_committed_between_connect_presence_and_claim_is_sent_once(app, s
         real_add(user_id, sid, plain)
         stale = iter([set()])  # the create's first read happened before this add
         monkeypatch.setattr(presence, "online", lambda ids: next(stale, None) or real_online(ids))
-        created.extend(delivery.create_notifications([user_id], "mid-connect"))
+        created.extend(delivery.current().create([user_id], "mid-connect"))
         monkeypatch.setattr(presence, "online", real_online)
 
     monkeypatch.setattr(presence, "add", add)
@@ -86,8 +86,8 @@ def test_without_the_presence_re_read_the_notification_would_wait(
     app, socket_client, admin_post, monkeypatch
 ):
     """Guard for the test above: with the re-read disabled the same interleaving loses it."""
-    monkeypatch.setattr(delivery, "_deliver_to_late_arrivals", lambda created, presence: 0)
-    presence = app.extensions["presence"]
+    monkeypatch.setattr(app.extensions["delivery"], "_deliver_to_late_arrivals", lambda created: None)
+    presence = app.extensions["delivery"].presence
     sockets = []
     connect_during_presence_read(monkeypatch, presence, lambda: sockets.append(socket_client("alice")), 1)
     note = admin_post(["alice"], "racing").get_json()["notifications"][0]
@@ -97,7 +97,7 @@ def test_without_the_presence_re_read_the_notification_would_wait(
 
 def test_user_leaving_during_create_gets_it_on_the_next_connect(app, socket_client, admin_post, monkeypatch):
     """The create saw the user online; their socket closed before the row was written."""
-    presence = app.extensions["presence"]
+    presence = app.extensions["delivery"].presence
     sc = socket_client("alice")
     real_online = presence.online
     reads = []

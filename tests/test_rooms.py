@@ -4,7 +4,7 @@ from unittest import mock
 
 import socketio
 
-from app.realtime.acks import TrackingManager
+from app.realtime.transport import TrackingManager
 
 
 def run(manager) -> list:

@@ -9,7 +9,6 @@ from app.errors import DomainError, NotFoundError
 from app.extensions import db
 from app.models import Notification, NotificationStatus
 from app.services import delivery, inbox
-from app.services.presence import get_presence
 from app.services.presence.local import LocalPresence
 
 
@@ -19,8 +18,8 @@ def statuses(user_id: str) -> list[NotificationStatus]:
 
 def test_create_stores_pending_for_offline_and_delivered_for_online(app):
     with app.app_context():
-        get_presence().add("alice", "sid-1")
-        created = delivery.create_notifications(["alice", "bob"], "hi")
+        delivery.current().presence.add("alice", "sid-1")
+        created = delivery.current().create(["alice", "bob"], "hi")
         by_user = {n.user_id: n for n in created}
         assert by_user["alice"].status is NotificationStatus.DELIVERED
         assert by_user["alice"].delivered_at is not None
@@ -32,7 +31,7 @@ def test_create_stores_pending_for_offline_and_delivered_for_online(app):
 
 def test_create_counts_duplicate_user_ids_once(app):
     with app.app_context():
-        created = delivery.create_notifications(["a", "b", "a", "a"], "hi")
+        created = delivery.current().create(["a", "b", "a", "a"], "hi")
         assert [n.user_id for n in created] == ["a", "b"]
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 2
 
@@ -47,7 +46,7 @@ def test_create_writes_all_rows_in_one_insert_statement(app):
 
         event.listen(db.engine, "before_cursor_execute", count)
         try:
-            delivery.create_notifications([f"user{i}" for i in range(500)], "bulk")
+            delivery.current().create([f"user{i}" for i in range(500)], "bulk")
         finally:
             event.remove(db.engine, "before_cursor_execute", count)
         assert len(inserts) == 1
@@ -62,7 +61,7 @@ def test_create_failure_stores_nothing(app, monkeypatch):
 
         monkeypatch.setattr(db.session, "commit", boom)
         with pytest.raises(RuntimeError):
-            delivery.create_notifications(["a", "b"], "x")
+            delivery.current().create(["a", "b"], "x")
         monkeypatch.undo()
         db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
@@ -75,24 +74,24 @@ def test_create_failure_stores_nothing(app, monkeypatch):
 def test_create_rejects_bad_input(app, user_ids, message):
     with app.app_context():
         with pytest.raises(DomainError):
-            delivery.create_notifications(user_ids, message)
+            delivery.current().create(user_ids, message)
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
 
 
-def test_mark_delivered_changes_only_pending_rows_and_returns_them(app):
+def test_claim_changes_only_pending_rows_and_returns_them(app):
     with app.app_context():
-        first, second = delivery.create_notifications(["a", "b"], "x")
+        first, second = delivery.current().create(["a", "b"], "x")
         inbox.mark_read("b", second.id)
-        changed = delivery.mark_delivered([first.id, second.id])
+        changed = delivery.current().store.claim(ids=[first.id, second.id])
         assert [n.id for n in changed] == [first.id]
-        assert delivery.mark_delivered([first.id]) == []
+        assert delivery.current().store.claim(ids=[first.id]) == []
         assert statuses("a") == [NotificationStatus.DELIVERED]
         assert statuses("b") == [NotificationStatus.READ]
 
 
 def test_list_is_newest_first_with_limit_status_and_cursor(app):
     with app.app_context():
-        ids = [delivery.create_notifications(["a"], f"m{i}")[0].id for i in range(5)]
+        ids = [delivery.current().create(["a"], f"m{i}")[0].id for i in range(5)]
         inbox.mark_read("a", ids[1])
         page, cursor = inbox.list_notifications("a", limit=2)
         assert [n.id for n in page] == [ids[4], ids[3]]
@@ -106,7 +105,7 @@ def test_list_is_newest_first_with_limit_status_and_cursor(app):
 
 def test_list_cursor_keeps_rows_with_equal_timestamps(app):
     with app.app_context():
-        created = delivery.create_notifications(["a"], "x")[0]
+        created = delivery.current().create(["a"], "x")[0]
         same_time = created.created_at
         for i in range(4):
             db.session.add(Notification(user_id="a", message=f"t{i}", created_at=same_time))
@@ -128,7 +127,7 @@ def test_list_rejects_a_forged_cursor(app):
 
 def test_mark_read_is_idempotent(app):
     with app.app_context():
-        n = delivery.create_notifications(["a"], "x")[0]
+        n = delivery.current().create(["a"], "x")[0]
         first = inbox.mark_read("a", n.id)
         read_at = first.read_at
         assert first.status is NotificationStatus.READ and read_at is not None
@@ -140,7 +139,7 @@ def test_mark_read_is_idempotent(app):
 @pytest.mark.parametrize("action", [inbox.mark_read, inbox.delete_notification])
 def test_other_users_and_malformed_ids_are_not_found(app, action):
     with app.app_context():
-        n = delivery.create_notifications(["a"], "x")[0]
+        n = delivery.current().create(["a"], "x")[0]
         for user_id, notification_id in [
             ("b", n.id),
             ("a", "not-a-uuid"),
@@ -153,14 +152,14 @@ def test_other_users_and_malformed_ids_are_not_found(app, action):
 
 def test_delete_removes_the_row(app):
     with app.app_context():
-        n = delivery.create_notifications(["a"], "x")[0]
+        n = delivery.current().create(["a"], "x")[0]
         inbox.delete_notification("a", n.id)
         assert statuses("a") == []
 
 
 def test_timestamps_are_timezone_aware_utc(app):
     with app.app_context():
-        n = delivery.create_notifications(["a"], "x")[0]
+        n = delivery.current().create(["a"], "x")[0]
         db.session.expire_all()
         stored = db.session.get(Notification, n.id)
         assert stored.created_at.tzinfo is not None
@@ -184,8 +183,8 @@ def test_fast_wire_form_equals_the_schema_for_every_status(app):
     from app.schemas import NotificationSchema, notification_to_wire
 
     with app.app_context():
-        pending, delivered = delivery.create_notifications(["p", "d"], "x <b>y</b> ü")
-        delivery.mark_delivered([delivered.id])
+        pending, delivered = delivery.current().create(["p", "d"], "x <b>y</b> ü")
+        delivery.current().store.claim(ids=[delivered.id])
         read = inbox.mark_read("d", delivered.id)
         for row in (pending, delivered, read, db.session.get(Notification, pending.id)):
             assert notification_to_wire(row) == NotificationSchema().dump(row)

@@ -111,7 +111,7 @@ def create_notifications():
     sender = current_identity().user_id
 
     def send(claim=None) -> dict:
-        created = delivery.create_notifications(
+        created = delivery.current().create(
             data["user_ids"], data["message"], data=data["data"], created_by=sender, before_commit=claim
         )
         return {"notifications": [notification_to_wire(n, sender=True) for n in created]}

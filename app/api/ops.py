@@ -12,7 +12,7 @@ from werkzeug.exceptions import NotFound
 from app import metrics
 from app.api.site import CONTENT_SECURITY_POLICY, send_listed
 from app.errors import error_response
-from app.services.presence import get_presence
+from app.services import delivery
 
 bp = Blueprint("ops", __name__)
 
@@ -43,7 +43,7 @@ def metrics_exposition():
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
             return error_response(401, "unauthorized", "This route needs the metrics token (METRICS_TOKEN).")
-    presence = get_presence()
+    presence = delivery.current().presence
     # This process's own sockets: with shared presence they are mirrored in `local`.
     metrics.sample_presence((presence.local if presence.shared else presence).sockets())
     # HEAD is answered by Flask from the GET; prometheus_client's app knows GET only.

@@ -156,7 +156,7 @@ def readiness_checks(app: Flask) -> dict[str, str]:
             checks["redis"] = READY
         except redis.RedisError as exc:
             checks["redis"] = f"does not answer ({type(exc).__name__})"
-        listening = getattr(socketio.server.manager, "listening", False)
+        listening = socketio.server.manager.listening  # the Redis manager (app/realtime/queue.py)
         checks["subscription"] = READY if listening else "not subscribed to the message queue"
     return checks
 

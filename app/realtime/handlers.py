@@ -24,7 +24,7 @@ def on_connect(auth=None):
     Refused with `connect_error` when the token is missing or invalid, or the client
     is over a rate limit; otherwise the socket joins its user's room, gets the user's
     pending notifications, and is closed when its token expires (unless refreshed).
-    `auth={"ack": true}` makes it an acknowledging client (see app/realtime/acks.py).
+    `auth={"ack": true}` makes it an acknowledging client (see app/delivery/confirmations.py).
     """
     limits, address = current_app.extensions["rate_limits"], request.remote_addr or "unknown"
     wait = limits.auth_blocked(address)
@@ -52,14 +52,10 @@ def on_connect(auth=None):
         )
         metrics.REFUSED.labels(metrics.REFUSED_RATE_LIMITED).inc()
         raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
-    deliveries = current_app.extensions["deliveries"]
-    # Before the pending ones are sent: they go out as this socket's kind asks.
     acknowledging = isinstance(auth, dict) and auth.get("ack") is True
-    deliveries.register(request.sid, acknowledging=acknowledging)
     try:
-        delivery.connect_socket(identity.user_id, request.sid, plain=not acknowledging)
+        delivery.current().connect(identity.user_id, request.sid, acknowledging)
     except TooManySocketsError as exc:
-        deliveries.forget(request.sid)
         log.warning(
             "socket connection of user %s refused: %s",
             identity.user_id,
@@ -69,7 +65,6 @@ def on_connect(auth=None):
         metrics.REFUSED.labels(metrics.REFUSED_TOO_MANY_SOCKETS).inc()
         raise ConnectionRefusedError(str(exc)) from None
     except SQLAlchemyError:
-        deliveries.forget(request.sid)
         log.exception(
             "socket connection of user %s refused: database error",
             identity.user_id,
@@ -84,7 +79,7 @@ def on_connect(auth=None):
 def on_disconnect(reason=None):
     """A client's socket closed: it no longer counts towards its user's presence."""
     current_app.extensions["token_expiry"].forget(request.sid)
-    delivery.disconnect_socket(request.sid)
+    delivery.current().disconnect(request.sid)
     # The Engine.IO session may stay open (a client that left the namespace only):
     # it gets the connect deadline again.
     eio_sid = socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE)

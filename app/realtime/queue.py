@@ -3,34 +3,29 @@
 Two kinds of channel:
 
 - the shared channel (`notifications`), which every process subscribes to: python-socketio's
-  queue, for everything except what is routed (broadcasts, rooms, disconnects, callbacks);
-- one channel per process, `notifications:<presence process id>`: an event for one user
-  (`ROUTED_EVENTS` to a room `user:<id>`) emitted inside `publishing_together(routes)` goes
-  only to the channels of the processes that `routes` names as holding a socket of that user
-  (`RedisPresence.last_holders`, read by the sender anyway). A user `routes` does not know
-  falls back to the shared channel. A process follows its presence id: it subscribes to the
-  channel of a new id before presence registers anything under it (`follow`), and counts
-  as alive only while subscribed (`listening_as`).
+  queue, for everything that is not routed (broadcasts, rooms, disconnects, callbacks, and
+  a send to a user that no presence read located);
+- one channel per process, `notifications:<presence process id>`: a send to users with a
+  `Route` (`emit_routed`) goes only to the channels of the processes the route names as
+  holding a socket of each user. A process follows its presence id: it subscribes to the
+  channel of a new id before presence registers anything under it (`follow`), and counts as
+  alive only while subscribed (`listening_as`).
 """
 
 import logging
-import threading
 import time
-from collections.abc import Collection, Mapping
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import redis
 
 from app import metrics
-from app.protocol import NOTIFICATION_EVENTS, UNREAD_COUNT, user_room
-from app.realtime.acks import TrackingManagerMixin
+from app.delivery import Route
+from app.protocol import user_room
 from app.realtime.patches.socketio import ListeningRedisLoop
+from app.realtime.transport import TrackingManagerMixin
 
 log = logging.getLogger(__name__)
 
-# Events to one user that go only to the processes holding a socket of that user, when known.
-ROUTED_EVENTS = frozenset((*NOTIFICATION_EVENTS, UNREAD_COUNT))
-USER_ROOM_PREFIX = user_room("")
 # Log line that operators and tests read (tests/support/logs.py): what reached this process's own channel.
 ROUTED_LOG = "message queue: %s for %s arrived on this process's channel"
 SUBSCRIBED_LOG = "message queue: subscribed to %s"
@@ -51,7 +46,6 @@ class ListeningRedisManager(ListeningRedisLoop, TrackingManagerMixin):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._gathering = threading.local()  # per green thread under eventlet
         self._own: list[str] = []  # presence ids whose channel this process listens on, newest last
         self._control = None  # a plain client, to ask Redis who is subscribed
 
@@ -61,77 +55,43 @@ class ListeningRedisManager(ListeningRedisLoop, TrackingManagerMixin):
 
     # ---- publishing -------------------------------------------------------------
 
-    @contextmanager
-    def publishing_together(self, routes: Mapping[str, Collection[str]] | None = None, again: bool = False):
-        """Publish what is emitted inside the block in one Redis round trip, at its end.
+    def emit_routed(self, event: str, items: Sequence[tuple[str, object]], route: Route) -> None:
+        """Emit each (user, payload) to the user's room: here, and on the channels `route` names.
 
-        A fan-out emits one event per user; published one by one, each user costs a
-        Redis round trip (bench/README.md, "Measurements behind the code"). Sockets of
-        this process get their events at once, as always; the other processes get them
-        all when the block ends.
-
-        `routes`: user id -> the presence ids of the processes holding a socket of that user;
-        a `ROUTED_EVENTS` emit to that user's room is published to their channels only (none
-        when this process is the only one). `again`: a re-send to processes that started
-        holding an acknowledging socket of the user: acknowledging sockets only, and this
-        process's own only when `routes` names it (or does not know the user).
+        This process's sockets get their events at once; the other processes get them all in
+        one Redis round trip at the end (a fan-out published one by one costs a round trip
+        per user). A user `route` locates goes to the channels of the other processes holding
+        their sockets (none when this process is the only one); any other user, to the shared
+        channel. `route.acknowledging_only`: acknowledging sockets only, and this process's
+        own only when the route names it (or does not locate the user).
         """
-        state = self._gathering
-        outer = getattr(state, "routes", None), getattr(state, "again", False)
-        if routes is not None:
-            state.routes = routes
-        state.again = again or outer[1]
-        try:
-            if getattr(state, "messages", None) is not None:
-                yield  # nested: the outer block publishes
-                return
-            state.messages = []
-            try:
-                yield
-            finally:
-                messages, state.messages = state.messages, None
-                self._publish_all(messages)
-        finally:
-            state.routes, state.again = outer
-
-    def _route(self, data) -> list[str] | None:
-        """The channels of the processes this message goes to; None: the shared channel."""
-        routes = getattr(self._gathering, "routes", None)
-        if routes is None or data.get("method") != "emit" or data.get("callback") is not None:
-            return None
-        room = data.get("room")
-        if data.get("event") not in ROUTED_EVENTS or not isinstance(room, str):
-            return None
-        if not room.startswith(USER_ROOM_PREFIX):
-            return None
-        holders = routes.get(room.removeprefix(USER_ROOM_PREFIX))
-        if holders is None:
-            return None
-        own = self._own
-        return [self.channel_of(p) for p in sorted(holders) if p not in own]
+        own = set(self._own)
+        published = []
+        for user_id, payload in items:
+            message = {
+                "method": "emit", "event": event, "data": [payload], "binary": False, "namespace": "/",
+                "room": user_room(user_id), "skip_sid": None, "callback": None, "host_id": self.host_id,
+            }  # fmt: skip
+            if route.acknowledging_only:
+                message["acknowledging_only"] = True
+            holders = route.processes.get(user_id)
+            if not route.acknowledging_only or holders is None or own & set(holders):
+                self._handle_emit(message)
+            if holders is None:
+                published.append((self.channel, message))
+            else:
+                published += [(self.channel_of(p), message) for p in sorted(holders) if p not in own]
+        self._publish_all(published)
 
     def _publish(self, data):
         if self._to_own_socket(data):
             return None  # handled here already: a socket id names one socket, of one process
-        if getattr(self._gathering, "again", False) and data.get("method") == "emit":
-            data["acknowledging_only"] = True
-        channels = self._route(data)
-        messages = getattr(self._gathering, "messages", None)
-        if messages is not None:
-            for channel in [self.channel] if channels is None else channels:
-                messages.append((channel, data))
-            return None
-        if channels is None:
-            return super()._publish(data)
-        if channels:
-            self._publish_all([(channel, data) for channel in channels])
-        return None
+        return super()._publish(data)
 
     def _to_own_socket(self, data) -> bool:
         """An emit to one socket of this process (connect's pending notifications and count).
 
-        python-socketio publishes every emit, even to a socket id it has just delivered to
-        itself; those were a third of the messages of a fan-out with two processes.
+        python-socketio publishes every emit, even to a socket id it has just delivered to itself.
         """
         if data.get("method") != "emit" or data.get("callback") is not None:
             return False
@@ -167,14 +127,7 @@ class ListeningRedisManager(ListeningRedisLoop, TrackingManagerMixin):
     # ---- handling -----------------------------------------------------------------
 
     def _handle_emit(self, message):
-        """python-socketio's handling, for a re-send without this process's plain sockets (`again`)."""
-        state = self._gathering
-        if message.get("host_id") == self.host_id and getattr(state, "again", False):
-            # Sent here first, from this process: its sockets only if the routes name it.
-            holders = (getattr(state, "routes", None) or {}).get(_user_of(message.get("room")))
-            if holders is not None and not set(holders) & set(self._own):
-                return None
-            message = {**message, "acknowledging_only": True}
+        """python-socketio's handling, without the plain sockets for a send to acknowledging ones only."""
         if message.get("acknowledging_only") and self.tracker is not None:
             namespace, room = message.get("namespace") or "/", message.get("room")
             plain = [
@@ -245,9 +198,3 @@ class ListeningRedisManager(ListeningRedisLoop, TrackingManagerMixin):
                 log.debug(ROUTED_LOG, decoded.get("event"), decoded.get("room"))
             except Exception:  # noqa: BLE001  (a log line only)
                 return
-
-
-def _user_of(room) -> str | None:
-    if isinstance(room, str) and room.startswith(USER_ROOM_PREFIX):
-        return room.removeprefix(USER_ROOM_PREFIX)
-    return None

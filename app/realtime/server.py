@@ -10,11 +10,11 @@ import greenlet
 from flask import Flask
 
 from app import metrics
+from app.delivery import Delivery
 from app.extensions import socketio
 from app.realtime.patches.eventlet import deadline_protocol
 from app.realtime.queue import ListeningRedisManager
-from app.services.delivery import presence_tick, sweep_unconfirmed
-from app.services.presence import get_presence
+from app.services import delivery as current
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +25,23 @@ GC_THRESHOLDS = (700, 10, 100)
 RETRY_REGISTER_SECONDS = 0.2
 
 
-def _heartbeat_loop(app: Flask, interval: float) -> None:
-    with app.app_context():
-        presence = get_presence()
+def _heartbeat_loop(app: Flask, delivery: Delivery, interval: float) -> None:
     while True:
         with app.app_context():
             try:
-                presence_tick()
+                delivery.sweeper.tick()
             except Exception:  # noqa: BLE001  (log and keep beating)
                 log.exception("presence heartbeat failed")
         # Until registered (start-up, after an outage), retry soon rather than in a full interval.
-        socketio.sleep(interval if presence.in_sync else min(interval, RETRY_REGISTER_SECONDS))
+        socketio.sleep(interval if delivery.presence.in_sync else min(interval, RETRY_REGISTER_SECONDS))
 
 
-def _sweep_loop(app: Flask, interval: float) -> None:
+def _sweep_loop(app: Flask, delivery: Delivery, interval: float) -> None:
     while True:
         socketio.sleep(interval)
         with app.app_context():
             try:
-                metrics.RESENT_UNCONFIRMED.inc(sweep_unconfirmed())
+                metrics.RESENT_UNCONFIRMED.inc(delivery.sweeper.sweep())
             except Exception:  # noqa: BLE001  (log and keep sweeping)
                 log.exception("delivery sweep failed")
 
@@ -55,10 +53,11 @@ def start_background_tasks(app: Flask) -> None:
     if isinstance(manager, ListeningRedisManager):
         manager.start_listening()
     with app.app_context():
-        shared = get_presence().shared
-    if shared:
-        socketio.start_background_task(_heartbeat_loop, app, app.config["PRESENCE_TTL"] / 3)
-    socketio.start_background_task(_sweep_loop, app, max(1.0, app.config["DELIVERY_CONFIRM_TIMEOUT"] / 3))
+        delivery = current.current()
+    if delivery.presence.shared:
+        socketio.start_background_task(_heartbeat_loop, app, delivery, app.config["PRESENCE_TTL"] / 3)
+    interval = max(1.0, app.config["DELIVERY_CONFIRM_TIMEOUT"] / 3)
+    socketio.start_background_task(_sweep_loop, app, delivery, interval)
 
 
 def raise_file_limit(connections: int) -> None:
@@ -77,6 +76,64 @@ def raise_file_limit(connections: int) -> None:
         )
 
 
+class GracefulStop:
+    """What a stop signal sets off: drain the sockets, leave presence, end the accept loop.
+
+    The signal handler runs in whichever green thread was running when the signal came (a
+    request, a connect handler...), so it only sets a flag; `watch` acts on it.
+    """
+
+    def __init__(self, app: Flask, listener) -> None:
+        import eventlet.event
+
+        self.app = app
+        self.listener = listener
+        self.signals: list[int] = []
+        self.accept_loop = greenlet.getcurrent()
+        self.drained = eventlet.event.Event()
+
+    def on_signal(self, signum, _frame) -> None:
+        if self.signals:
+            os._exit(1)
+        self.signals.append(signum)
+
+    def watch(self) -> None:
+        import eventlet
+
+        while not self.signals:
+            eventlet.sleep(STOP_POLL_SECONDS)
+        log.info("received %s: stopping gracefully", signal.Signals(self.signals[0]).name)
+        eventlet.spawn_n(self.give_up)
+        eventlet.spawn_n(self.drain)
+        # Ends eventlet's accept loop, which then waits for the running requests.
+        eventlet.kill(self.accept_loop, SystemExit(0))
+
+    def drain(self) -> None:
+        self.listener.close()  # new connections are refused (a load balancer tries another process)
+        # Engine.IO close: clients reconnect by themselves. Each disconnect handler puts back
+        # to PENDING what its socket never acknowledged, so this comes before leaving presence.
+        eio = socketio.server.eio
+        for connection in list(eio.sockets.values()):
+            # without waiting for the writer to flush (eio.disconnect() can block there)
+            connection.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+        with self.app.app_context():
+            delivery = current.current()
+        delivery.presence.close()
+        # What this process's sockets acknowledged, or its plain sockets were sent, is recorded.
+        try:
+            delivery.confirmations.flush()
+        except Exception:  # noqa: BLE001  (the sweeper of another process will decide)
+            log.exception("could not write delivery confirmations while stopping")
+        self.drained.send()
+
+    def give_up(self) -> None:
+        import eventlet
+
+        eventlet.sleep(self.app.config["GRACEFUL_TIMEOUT"])
+        log.error("still stopping after %ss; exiting anyway", self.app.config["GRACEFUL_TIMEOUT"])
+        os._exit(1)
+
+
 def serve(app: Flask) -> None:
     """Serve on HOST:PORT until SIGTERM/SIGINT, then stop gracefully.
 
@@ -86,65 +143,21 @@ def serve(app: Flask) -> None:
     A second signal, or GRACEFUL_TIMEOUT seconds, ends it at once.
     """
     import eventlet
-    import eventlet.event
     import eventlet.wsgi
 
     host, port = app.config["HOST"], app.config["PORT"]
     raise_file_limit(app.config["MAX_CONNECTIONS"])
     family = eventlet.green.socket.getaddrinfo(host, port)[0][0]
     listener = eventlet.listen((host, port), family=family, backlog=app.config["LISTEN_BACKLOG"])
-    stopping: list[int] = []
-    accept_loop = greenlet.getcurrent()
-
-    drained = eventlet.event.Event()
-
-    def drain() -> None:
-        listener.close()  # new connections are refused (a load balancer tries another process)
-        # Engine.IO close: clients reconnect by themselves. Each disconnect handler puts back
-        # to PENDING what its socket never acknowledged, so this comes before leaving presence.
-        eio = socketio.server.eio
-        for connection in list(eio.sockets.values()):
-            # without waiting for the writer to flush (eio.disconnect() can block there)
-            connection.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
-        with app.app_context():
-            get_presence().close()
-        # What this process's sockets acknowledged, or its plain sockets were sent, is recorded.
-        try:
-            app.extensions["confirmations"].flush()
-        except Exception:  # noqa: BLE001  (the sweeper of another process will decide)
-            log.exception("could not write delivery confirmations while stopping")
-        drained.send()
-
-    def give_up() -> None:
-        eventlet.sleep(app.config["GRACEFUL_TIMEOUT"])
-        log.error("still stopping after %ss; exiting anyway", app.config["GRACEFUL_TIMEOUT"])
-        os._exit(1)
-
-    def watch_for_stop() -> None:
-        # The signal handler runs in whichever green thread was running when the signal
-        # came (a request, a connect handler...), so it only sets a flag; this green
-        # thread acts on it.
-        while not stopping:
-            eventlet.sleep(STOP_POLL_SECONDS)
-        log.info("received %s: stopping gracefully", signal.Signals(stopping[0]).name)
-        eventlet.spawn_n(give_up)
-        eventlet.spawn_n(drain)
-        # Ends eventlet's accept loop, which then waits for the running requests.
-        eventlet.kill(accept_loop, SystemExit(0))
-
-    def on_signal(signum, _frame) -> None:
-        if stopping:
-            os._exit(1)
-        stopping.append(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    eventlet.spawn_n(watch_for_stop)
+    stop = GracefulStop(app, listener)
+    signal.signal(signal.SIGTERM, stop.on_signal)
+    signal.signal(signal.SIGINT, stop.on_signal)
+    eventlet.spawn_n(stop.watch)
     start_background_tasks(app)
     # A full garbage collection walks every tracked object and blocks the process, for
     # longer the more connections it holds. CPython runs one after every 10 middle-generation
     # collections while the heap grows by a quarter, so every connection ramp paid a dozen
-    # of them; after 100, a handful (bench/README.md, "Measurements behind the code").
+    # of them; after 100, a handful.
     gc.set_threshold(*GC_THRESHOLDS)
     log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
     eventlet.wsgi.server(
@@ -158,5 +171,5 @@ def serve(app: Flask) -> None:
         protocol=deadline_protocol(app.config["HTTP_IDLE_TIMEOUT"], app.config["HTTP_HEADER_TIMEOUT"]),
         debug=False,  # eventlet's default sends tracebacks to clients on errors
     )
-    drained.wait()  # the sockets closed and presence left, not only the requests done
+    stop.drained.wait()  # the sockets closed and presence left, not only the requests done
     log.info("stopped")

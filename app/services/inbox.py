@@ -14,19 +14,16 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from app.errors import DomainError, NotFoundError
-from app.extensions import db, socketio
+from app.extensions import db
 from app.models import Notification, utcnow
 from app.protocol import (
-    NAMESPACE,
     NOTIFICATION_DELETED,
     NOTIFICATION_UPDATED,
     NOTIFICATIONS_READ_ALL,
-    UNREAD_COUNT,
     NotificationStatus,
-    user_room,
 )
 from app.schemas import notification_to_wire, utc_iso
-from app.services import rows
+from app.services import delivery, rows
 
 COUNT_BATCH = 1000  # users per grouped count
 
@@ -118,14 +115,9 @@ def unread_counts(user_ids: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def send_unread_count(user_id: str, to: str | None = None) -> None:
-    """Send the user's unread count to `to` (a socket), or to every socket of the user."""
-    count = unread_count(user_id)
-    socketio.emit(UNREAD_COUNT, {"count": count}, to=to or user_room(user_id), namespace=NAMESPACE)
-
-
-def _to_user(user_id: str, event: str, payload: dict) -> None:
-    socketio.emit(event, payload, to=user_room(user_id), namespace=NAMESPACE)
+def _tell(user_id: str, event: str, payload: dict) -> None:
+    """The change, then the new unread count, to every socket of the user (through the delivery core)."""
+    delivery.current().tell_user(user_id, event, payload)
 
 
 def _read_at(now: datetime) -> dict:
@@ -157,8 +149,7 @@ def mark_read(user_id: str, notification_id: str) -> Notification:
         db.session.commit()
         db.session.refresh(notification)
         if changed:
-            _to_user(user_id, NOTIFICATION_UPDATED, notification_to_wire(notification))
-            send_unread_count(user_id)
+            _tell(user_id, NOTIFICATION_UPDATED, notification_to_wire(notification))
     return notification
 
 
@@ -180,8 +171,7 @@ def read_all(user_id: str) -> tuple[int, datetime]:
         db.session.rollback()
         raise
     if updated:
-        _to_user(user_id, NOTIFICATIONS_READ_ALL, {"readAt": utc_iso(now), "count": updated})
-        send_unread_count(user_id)
+        _tell(user_id, NOTIFICATIONS_READ_ALL, {"readAt": utc_iso(now), "count": updated})
     return updated, now
 
 
@@ -193,5 +183,4 @@ def delete_notification(user_id: str, notification_id: str) -> None:
     ).rowcount
     db.session.commit()
     if deleted:
-        _to_user(user_id, NOTIFICATION_DELETED, {"id": notification_id})
-        send_unread_count(user_id)
+        _tell(user_id, NOTIFICATION_DELETED, {"id": notification_id})

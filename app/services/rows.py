@@ -5,7 +5,7 @@ rolls back on its own, so callers see either the whole change or none of it.
 
 A change made by one statement runs in autocommit (`one_statement`): the statement is
 atomic by itself, and on PostgreSQL psycopg2 otherwise sends BEGIN and COMMIT as two
-more round trips around it (bench/README.md, "Measurements behind the code").
+more round trips around it.
 """
 
 from datetime import datetime
@@ -145,8 +145,8 @@ def claim(*criteria, received: bool = False) -> list[NotificationRecord]:
         return [NotificationRecord(*row) for row in connection.execute(statement)]
 
 
-def requeue_returning(*criteria) -> set[str]:
-    """Put the DELIVERED rows matching `criteria` back to PENDING; their ids."""
+def requeue(*criteria) -> set[str]:
+    """Put the DELIVERED rows matching `criteria` back to PENDING (not delivered, not received); their ids."""
     table = _TABLE
     statement = (
         update(table)
@@ -156,17 +156,6 @@ def requeue_returning(*criteria) -> set[str]:
     )
     with one_statement() as connection:
         return {row.id for row in connection.execute(statement)}
-
-
-def requeue(*criteria) -> int:
-    """Put the DELIVERED rows matching `criteria` back to PENDING; how many were."""
-    table = _TABLE
-    with one_statement() as connection:
-        return connection.execute(
-            update(table)
-            .where(table.c.status == NotificationStatus.DELIVERED, *criteria)
-            .values(status=NotificationStatus.PENDING, delivered_at=None)
-        ).rowcount
 
 
 def connect_state(user_id: str) -> tuple[bool, int]:

@@ -7,10 +7,10 @@ written from it with `logged()`, fixing some of its values and leaving the other
 import re
 
 from app.cli import NO_SERVER_MESSAGE as NO_SERVER_ANSWERS  # stderr of send-notification
+from app.delivery.core import CONNECTED_LOG as USER_CONNECTED
+from app.delivery.core import DISCONNECTED_LOG as USER_DISCONNECTED
+from app.delivery.sweeper import PROCESS_REAPED_LOG as PROCESS_REAPED
 from app.realtime.patches import APPLIED_LOG as CORRECTIONS_IN_EFFECT
-from app.services.delivery import CONNECTED_LOG as USER_CONNECTED
-from app.services.delivery import DISCONNECTED_LOG as USER_DISCONNECTED
-from app.services.delivery import PROCESS_REAPED_LOG as PROCESS_REAPED
 from app.services.presence.redis import REGISTERED_LOG as PRESENCE_REGISTERED
 from app.services.presence.redis import UNREACHABLE_LOG as REDIS_UNREACHABLE
 

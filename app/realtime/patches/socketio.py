@@ -83,27 +83,13 @@ def ignore_reserved_client_events(
 # the socket is open.
 TRANSPORT_KEYS = frozenset(
     {
-        "HTTP_UPGRADE",
-        "HTTP_CONNECTION",
-        "HTTP_SEC_WEBSOCKET_KEY",
-        "HTTP_SEC_WEBSOCKET_VERSION",
-        "HTTP_SEC_WEBSOCKET_EXTENSIONS",
-        "wsgi.version",
-        "wsgi.input",
-        "wsgi.errors",
-        "wsgi.multithread",
-        "wsgi.multiprocess",
-        "wsgi.run_once",
-        "wsgi.input_terminated",
-        "eventlet.input",
-        "eventlet.posthooks",
-        "eventlet.set_idle",
-        "GATEWAY_INTERFACE",
-        "SERVER_SOFTWARE",
-        "RAW_PATH_INFO",
-        "headers_raw",
+        "HTTP_UPGRADE", "HTTP_CONNECTION", "HTTP_SEC_WEBSOCKET_KEY", "HTTP_SEC_WEBSOCKET_VERSION",
+        "HTTP_SEC_WEBSOCKET_EXTENSIONS", "wsgi.version", "wsgi.input", "wsgi.errors",
+        "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated",
+        "eventlet.input", "eventlet.posthooks", "eventlet.set_idle", "GATEWAY_INTERFACE",
+        "SERVER_SOFTWARE", "RAW_PATH_INFO", "headers_raw",
     }
-)
+)  # fmt: skip
 
 
 def trimmed_environ(environ: dict) -> dict:

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 
-from app.services.presence import DeadProcess, Tick
+from app.delivery.ports import DeadProcess, Reading, Tick
 
 
 class LocalPresence:
@@ -47,16 +47,15 @@ class LocalPresence:
         """The subset of `user_ids` with at least one connected socket."""
         return {user_id for user_id in user_ids if user_id in self._sockets}
 
-    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
-        """(users online, those of them with a plain client's socket, those with an acknowledging one)."""
+    def read(self, user_ids: Iterable[str]) -> Reading:
+        """Who of `user_ids` is online, with which kinds of socket (nothing to locate in one process)."""
         online = self.online(user_ids)
-        plain = {u for u in online if any(sid in self._plain for sid in self._sockets.get(u, ()))}
-        acknowledging = {u for u in online if any(sid not in self._plain for sid in self._sockets.get(u, ()))}
-        return online, plain, acknowledging
-
-    def last_holders(self) -> dict:
-        """Nothing to route in a single process."""
-        return {}
+        kinds = {u: {sid in self._plain for sid in self._sockets.get(u, ())} for u in online}
+        return Reading(
+            online=frozenset(online),
+            plain=frozenset(u for u in online if True in kinds[u]),
+            acknowledging=frozenset(u for u in online if False in kinds[u]),
+        )
 
     def local_users(self) -> set[str]:
         """Users with a socket in this process."""

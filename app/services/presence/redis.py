@@ -9,7 +9,8 @@ from collections.abc import Iterable
 import redis
 
 from app import metrics
-from app.services.presence import DeadProcess, Holders, Tick
+from app.delivery.ports import DeadProcess, Holders, Reading, Tick
+from app.services.presence import reaping
 from app.services.presence.local import LocalPresence
 
 log = logging.getLogger(__name__)
@@ -21,22 +22,7 @@ UNREACHABLE_LOG = (
     "until it is back, other users' notifications stay PENDING"
 )
 
-# Remove the entries of `hash` whose value is ARGV[1] (a dead process id, with or without
-# the `:plain` of a plain client's socket), atomically,
-# so that a socket re-registered meanwhile under a live process id is kept.
 PLAIN_SUFFIX = ":plain"  # on the value of a plain client's socket in user:<id>
-
-_HDEL_IF_VALUE = """
-local removed = 0
-local entries = redis.call('HGETALL', KEYS[1])
-for i = 1, #entries, 2 do
-  if entries[i + 1] == ARGV[1] or entries[i + 1] == ARGV[1] .. ':plain' then
-    redis.call('HDEL', KEYS[1], entries[i])
-    removed = removed + 1
-  end
-end
-return removed
-"""
 
 
 class RedisPresence:
@@ -81,12 +67,11 @@ class RedisPresence:
         self.process_id = self._new_process_id()
         self._listening = listening or (lambda: True)
         self._channels = channels
-        self._reads = threading.local()  # per green thread: the holders of the last online_kinds
         self._in_sync = False  # are this process's sockets all registered in Redis?
         self._redis_ok = True  # did the last Redis call succeed? (to log changes once)
         self._closed = False
         self._beat_lock = threading.Lock()
-        self._hdel_if_value = self.redis.register_script(_HDEL_IF_VALUE)
+        self._hdel_if_value = self.redis.register_script(reaping.HDEL_IF_VALUE)
 
     @staticmethod
     def _new_process_id() -> str:
@@ -144,21 +129,19 @@ class RedisPresence:
         return user_id
 
     def online(self, user_ids: Iterable[str]) -> set[str]:
-        """Users with a socket held by a live process.
+        """Users with a socket held by a live process (see `read`)."""
+        return set(self.read(user_ids).online)
 
-        While Redis is unreachable, only the sockets of this process are known (and
-        only they can be reached: emits to them do not need Redis).
+    def read(self, user_ids: Iterable[str]) -> Reading:
+        """Who of `user_ids` has a socket held by a live process, of which kinds, and which processes.
+
+        While Redis is unreachable, only the sockets of this process are known (and only they
+        can be reached: sends to them do not need Redis), and no user is located.
         """
-        return self.online_kinds(user_ids)[0]
-
-    def online_kinds(self, user_ids: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
-        """(users with a socket held by a live process, those with a plain client's socket,
-        those with an acknowledging one)."""
         users = list(user_ids)
-        local, local_plain, local_acknowledging = self.local.online_kinds(users)
-        self._reads.holders = {}
+        local = self.local.read(users)
         if not users:
-            return local, local_plain, local_acknowledging
+            return local
         try:
             pipe = self.redis.pipeline(transaction=False)
             for user_id in users:
@@ -168,33 +151,31 @@ class RedisPresence:
             flags = self.redis.mget([self._key("alive", p) for p in processes]) if processes else []
         except redis.RedisError as exc:
             self._lost(exc)
-            return local, local_plain, local_acknowledging
+            return local
         self._reachable()
         alive = {p for p, flag in zip(processes, flags, strict=True) if flag is not None}
-        online, plain, acknowledging = set(local), set(local_plain), set(local_acknowledging)
-        read: dict[str, Holders] = {}
-        for user_id, values in zip(users, holders, strict=True):
+        return self._located(local, dict(zip(users, holders, strict=True)), alive)
+
+    def _located(self, local: Reading, values: dict[str, list[str]], alive: set[str]) -> Reading:
+        """`local` with what Redis holds (`values`: per user, the entries of user:<id>) of live processes."""
+        online, plain, acknowledging = set(local.online), set(local.plain), set(local.acknowledging)
+        located: dict[str, Holders] = {}
+        for user_id, entries in values.items():
             # This process's own sockets count even when they are not registered (yet).
-            sockets = {self.process_id} if user_id in local else set()
-            acknowledging_on = {self.process_id} if user_id in local_acknowledging else set()
-            for value in values:
-                process_id = value.removesuffix(PLAIN_SUFFIX)
+            processes = {self.process_id} if user_id in local.online else set()
+            acknowledging_on = {self.process_id} if user_id in local.acknowledging else set()
+            for entry in entries:
+                process_id = entry.removesuffix(PLAIN_SUFFIX)
                 if process_id in alive:
                     online.add(user_id)
-                    sockets.add(process_id)
-                    if value.endswith(PLAIN_SUFFIX):
+                    processes.add(process_id)
+                    if entry.endswith(PLAIN_SUFFIX):
                         plain.add(user_id)
                     else:
                         acknowledging.add(user_id)
                         acknowledging_on.add(process_id)
-            read[user_id] = Holders(frozenset(sockets), frozenset(acknowledging_on))
-        self._reads.holders = read
-        return online, plain, acknowledging
-
-    def last_holders(self) -> dict[str, Holders]:
-        """Per user of this green thread's last `online_kinds` (or `online`): the live processes
-        holding their sockets. Users it could not read (Redis unreachable) are missing."""
-        return getattr(self._reads, "holders", {})
+            located[user_id] = Holders(frozenset(processes), frozenset(acknowledging_on))
+        return Reading(frozenset(online), frozenset(plain), frozenset(acknowledging), located)
 
     def socket_count(self, user_id: str) -> int:
         """How many sockets `user_id` has open, in every process (this one's if Redis is down)."""
@@ -286,30 +267,11 @@ class RedisPresence:
 
     def _find_dead(self) -> list[DeadProcess]:
         """Processes whose alive key expired, each claimed by this process alone."""
-        beats = self.redis.hgetall(self._key("processes"))
-        candidates = [p.decode() for p in beats if p.decode() != self.process_id]
-        if not candidates:
-            return []
-        flags = self.redis.mget([self._key("alive", p) for p in candidates])
-        dead = []
-        for process_id, flag in zip(candidates, flags, strict=True):
-            if flag is not None:
-                continue
-            if not self.redis.set(self._key("reaping", process_id), self.process_id, nx=True, ex=60):
-                continue  # another process is reaping it
-            users = {u.decode() for u in self.redis.smembers(self._key("users", process_id))}
-            for user_id in users:
-                self._hdel_if_value(keys=[self._key("user", user_id)], args=[process_id])
-            last_beat = float(beats[process_id.encode()])
-            dead.append(DeadProcess(process_id, last_beat, users))
-        return dead
+        return reaping.find_dead(self.redis, self._key, self.process_id, self._hdel_if_value)
 
     def finish_reaping(self, dead: DeadProcess) -> None:
         """Forget a dead process once its users' notifications were put back."""
-        pipe = self.redis.pipeline()
-        pipe.delete(self._key("users", dead.process_id))
-        pipe.hdel(self._key("processes"), dead.process_id)
-        pipe.execute()
+        reaping.forget(self.redis, self._key, dead)
 
     def close(self) -> None:
         """Remove this process's sockets from Redis on a clean shutdown."""

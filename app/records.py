@@ -1,0 +1,54 @@
+"""Plain values of notifications, shared by the models, the store and the delivery core: no database here."""
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.protocol import NotificationStatus
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh notification id: a random UUID as a string."""
+    return str(uuid.uuid4())
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` fresh random (version 4) UUID strings, made in one go.
+
+    Same format as `new_id`, about ten times cheaper per id for large fan-outs.
+    """
+    raw = bytearray(os.urandom(16 * count))
+    for offset in range(0, 16 * count, 16):
+        raw[offset + 6] = (raw[offset + 6] & 0x0F) | 0x40  # version 4
+        raw[offset + 8] = (raw[offset + 8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
+@dataclass(slots=True)
+class NotificationRecord:
+    """The values of one `notifications` row, without ORM bookkeeping.
+
+    What bulk operations (create, claim) return: building thousands of ORM
+    instances would cost more than writing the rows.
+    """
+
+    id: str
+    user_id: str
+    message: str
+    status: NotificationStatus
+    created_at: datetime
+    delivered_at: datetime | None
+    read_at: datetime | None
+    received_at: datetime | None = None
+    data: dict | None = None
+    created_by: str | None = None

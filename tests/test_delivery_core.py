@@ -1,0 +1,170 @@
+"""The delivery core on in-memory fakes of its store, presence and transport: no Flask app, no sockets.
+
+Each test forces one interleaving by running a step of another actor inside a presence read
+or inside the create's transaction.
+"""
+
+from datetime import timedelta
+
+import pytest
+
+from app.delivery import Route
+from app.protocol import NEW_NOTIFICATION, PENDING_NOTIFICATIONS, UNREAD_COUNT
+from tests.support.fakes import DELIVERED, PENDING, make_delivery
+
+
+def delivered_to_socket(transport, sid: str) -> list[str]:
+    batches = [
+        batch for to, event, batch in transport.to_sockets if to == sid and event == PENDING_NOTIFICATIONS
+    ]
+    return [n["id"] for batch in batches for n in batch]
+
+
+@pytest.mark.parametrize("moment", ["before-insert", "after-commit"])
+def test_a_user_connecting_during_a_create_gets_it_exactly_once(moment):
+    """before-insert: after the create saw the user offline; after-commit: before its presence re-read."""
+    delivery, store, presence, transport = make_delivery()
+
+    def connect() -> None:
+        delivery.connect("alice", "s1", acknowledging=True)
+
+    if moment == "after-commit":
+        presence.on_read.append(lambda read: connect() if read == 2 else None)
+    [created, _for_bob] = delivery.create(
+        ["alice", "bob"], "racing", before_commit=connect if moment == "before-insert" else None
+    )
+
+    sent = transport.sent_ids(NEW_NOTIFICATION) + delivered_to_socket(transport, "s1")
+    assert sent == [created.id]
+    assert store.status(created.id) is DELIVERED
+
+
+def test_a_create_committed_between_the_connects_presence_and_its_claim_is_claimed_by_the_connect():
+    delivery, store, presence, transport = make_delivery()
+    real_add = presence.add
+    created = []
+
+    def add(user_id, sid, plain=False, process_id=None):
+        real_add(user_id, sid, plain, process_id)
+        presence.add = real_add
+        hidden = presence.sockets.pop(sid)  # the create's first read happened before this add
+        created.extend(
+            delivery.create(
+                [user_id], "mid-connect", before_commit=lambda: presence.sockets.update({sid: hidden})
+            )
+        )
+
+    presence.add = add
+    delivery.connect("alice", "s1", acknowledging=False)
+    [note] = created
+    assert transport.sent_ids(NEW_NOTIFICATION) + delivered_to_socket(transport, "s1") == [note.id]
+    assert store.status(note.id) is DELIVERED
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["acknowledging", "plain"])
+def test_a_user_leaving_mid_send_in_one_process_gets_it_on_the_next_connect(plain):
+    delivery, store, presence, transport = make_delivery()
+    delivery.connect("alice", "s1", acknowledging=not plain)
+    [note] = delivery.create(["alice"], "left meanwhile", before_commit=lambda: delivery.disconnect("s1"))
+    assert (note.status, store.status(note.id)) == (PENDING, PENDING)
+    delivery.connect("alice", "s2", acknowledging=True)
+    assert delivered_to_socket(transport, "s2") == [note.id]
+
+
+def test_with_several_processes_a_plain_only_user_leaving_mid_send_keeps_it_received():
+    delivery, store, presence, _transport = make_delivery(shared=True)
+    presence.add("alice", "elsewhere", plain=True, process_id="pb")
+    [note] = delivery.create(["alice"], "hi", before_commit=lambda: presence.remove("elsewhere"))
+    assert store.status(note.id) is DELIVERED  # another process may have sent it: never twice
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["acknowledging", "plain"])
+def test_a_user_moving_between_processes_mid_send_is_followed_unless_plain(plain):
+    delivery, _store, presence, transport = make_delivery(shared=True)
+    presence.add("alice", "on-b", plain, process_id="pb")
+
+    def move() -> None:
+        presence.remove("on-b")
+        presence.add("alice", "on-c", plain, process_id="pc")
+
+    [note] = delivery.create(["alice"], "moving", before_commit=move)
+    sends = [(route.processes, route.acknowledging_only) for event, _items, route in transport.sends
+             if event == NEW_NOTIFICATION]  # fmt: skip
+    expected = [({"alice": frozenset({"pb"})}, False)]
+    if not plain:
+        expected.append(({"alice": frozenset({"pc"})}, True))
+    assert sends == expected
+    assert note.status is DELIVERED
+
+
+def test_the_unread_count_goes_to_every_process_any_read_found():
+    delivery, _store, presence, transport = make_delivery(shared=True)
+    presence.add("alice", "on-b", process_id="pb")
+    delivery.create(["alice"], "hi", before_commit=lambda: presence.add("alice", "on-c", process_id="pc"))
+    [route] = [route for event, _items, route in transport.sends if event == UNREAD_COUNT]
+    assert route == Route({"alice": frozenset({"pb", "pc"})})
+
+
+def test_a_closing_socket_puts_back_what_it_never_acknowledged_and_another_socket_gets_it():
+    delivery, store, _presence, transport = make_delivery()
+    delivery.connect("alice", "s1", acknowledging=True)
+    delivery.connect("alice", "s2", acknowledging=True)
+    [note] = delivery.create(["alice"], "hi")
+    delivery.tracker.sent("s1", [note.id])  # what the transport records as it sends
+    delivery.tracker.sent("s2", [note.id])
+    delivery.tracker.confirmed("s2", [])  # s2 has not answered yet either
+    assert delivery.disconnect("s1") == "alice"
+    assert store.status(note.id) is DELIVERED  # put back, then claimed again for s2
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == [note.id]
+
+
+def test_a_closing_socket_leaves_what_another_socket_acknowledged():
+    delivery, store, _presence, transport = make_delivery()
+    delivery.connect("alice", "s1", acknowledging=True)
+    delivery.connect("alice", "s2", acknowledging=True)
+    [note] = delivery.create(["alice"], "hi")
+    delivery.tracker.sent("s1", [note.id])
+    delivery.tracker.confirmed("s2", [note.id])
+    delivery.disconnect("s1")
+    assert store.status(note.id) is DELIVERED and store.rows[note.id].received_at is not None
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == []
+
+
+def test_the_sweeper_puts_back_and_resends_only_what_stayed_unconfirmed():
+    delivery, store, _presence, transport = make_delivery()
+    delivery.connect("alice", "s1", acknowledging=True)
+    lost, kept = delivery.create(["alice"], "lost") + delivery.create(["alice"], "acknowledged")
+    delivery.tracker.confirmed("s1", [kept.id])
+    for note in (lost, kept):
+        store.rows[note.id].delivered_at -= timedelta(seconds=31)
+    assert delivery.sweeper.sweep() == 1
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == [lost.id]
+    assert store.status(lost.id) is DELIVERED and store.status(kept.id) is DELIVERED
+
+
+def test_the_sweeper_leaves_an_offline_users_notification_pending():
+    delivery, store, presence, transport = make_delivery()
+    delivery.connect("alice", "s1", acknowledging=True)
+    [note] = delivery.create(["alice"], "hi")
+    presence.remove("s1")  # the process died without closing it
+    store.rows[note.id].delivered_at -= timedelta(seconds=31)
+    assert delivery.sweeper.sweep() == 0
+    assert store.status(note.id) is PENDING
+
+
+def test_a_plain_socket_confirms_at_once_an_acknowledging_one_does_not():
+    delivery, store, _presence, _transport = make_delivery()
+    delivery.connect("plain-user", "p1", acknowledging=False)
+    delivery.connect("ack-user", "a1", acknowledging=True)
+    for_plain, for_ack = delivery.create(["plain-user", "ack-user"], "hi")
+    assert store.rows[for_plain.id].received_at is not None
+    assert store.rows[for_ack.id].received_at is None
+
+
+def test_a_refused_connect_keeps_nothing_of_the_socket():
+    delivery, _store, presence, transport = make_delivery(MAX_SOCKETS_PER_USER=1)
+    delivery.connect("alice", "s1", acknowledging=True)
+    with pytest.raises(Exception, match="at most 1"):
+        delivery.connect("alice", "s2", acknowledging=True)
+    assert delivery.tracker.acknowledging("s2") is None
+    assert "s2" not in presence.sockets and "s2" not in transport.rooms

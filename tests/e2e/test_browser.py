@@ -358,15 +358,21 @@ def test_bad_token_shows_error(page, live_server, kind):
     expect(page.locator("#state")).to_have_text("error", timeout=WAIT_MS)
 
 
-def test_expired_token_ends_the_session(page, live_server):
+def short_session(page, live_server, user_id: str):
+    """The page connected with a token that has less than a minute left; (sockets, expiry badge, exp)."""
     sockets = SocketWatch(page)
     open_client(page, live_server)
-    token, exp = short_token(live_server, "frank")
+    token, exp = short_token(live_server, user_id)
     connect(page, token)
     # Less than a minute left from the start: the page warns that a new token is needed.
     expiry = page.locator("#token-expiry")
-    expect(expiry).to_be_visible(timeout=WAIT_MS)
     expect(expiry).to_have_attribute("data-level", "warn", timeout=WAIT_MS)
+    return sockets, expiry, exp
+
+
+def test_expired_token_ends_the_session(page, live_server):
+    sockets, expiry, exp = short_session(page, live_server, "frank")
+    expect(expiry).to_be_visible(timeout=WAIT_MS)
     expect(expiry).to_contain_text("new token", timeout=WAIT_MS)
 
     state = page.locator("#state")
@@ -403,12 +409,7 @@ def test_expired_token_ends_the_session(page, live_server):
 
 
 def test_refresh_before_expiry_keeps_the_session(page, live_server):
-    sockets = SocketWatch(page)
-    open_client(page, live_server)
-    old, old_exp = short_token(live_server, "grace")
-    connect(page, old)
-    expiry = page.locator("#token-expiry")
-    expect(expiry).to_have_attribute("data-level", "warn", timeout=WAIT_MS)
+    sockets, expiry, old_exp = short_session(page, live_server, "grace")
 
     # A token for the same user, entered while connected, goes over the live socket.
     fresh = live_server.token("grace")

@@ -5,12 +5,10 @@ library's own `process_*` (CPU, memory, open files) and `python_*` collectors. E
 process exposes its own at GET /metrics (app/api/ops.py); Prometheus scrapes every
 process and sums across them (README, "Operating it").
 
-The counters are incremented where things happen (socket handlers, the client manager,
-the delivery service, presence); label values that occur on hot paths are resolved once
-here, so an update there is one `inc()` or `observe()`: all of a POST's come to about 7 µs,
-an acknowledgement's to 4 µs, next to the 4-5 ms of server CPU a POST costs in the
-benchmark's S6, whose figures before and after they were added differ by less than
-their run-to-run spread.
+The counters are incremented where things happen (socket handlers, the transport, the
+delivery core, presence); label values that occur on hot paths are resolved once here, so
+an update there is one `inc()` or `observe()`, small next to the server work of a send
+(bench/README.md has the measurement).
 """
 
 import time

@@ -3,7 +3,7 @@
 Two deadlines use it: an Engine.IO session must send the Socket.IO connect within
 SOCKETIO_CONNECT_TIMEOUT seconds (as Node's Socket.IO server requires), and a
 socket is closed once its token's `exp` has passed, unless the client sent a fresh
-token first (contract v2, `token_expired` / `refresh_token`).
+token first (the contract's `token_expired` / `refresh_token`).
 
 Cheap at tens of thousands of sockets: a deadline is one dict entry and one heap
 entry (O(log n) to set); the task wakes every TICK_SECONDS and pops only what is

@@ -18,7 +18,6 @@ from app.services import delivery
 log = logging.getLogger(__name__)
 
 
-
 def on_connect(auth=None):
     """A client connects with a token (header or `auth` payload).
 
@@ -28,19 +27,14 @@ def on_connect(auth=None):
     `auth={"ack": true}` makes it an acknowledging client (see app/realtime/acks.py).
     """
     limits, address = current_app.extensions["rate_limits"], request.remote_addr or "unknown"
-    wait = limits.auth_blocked(address)
-    if wait:
-        log.warning(
-            "socket connection from %s refused: too many failed authentications",
-            address,
-            extra={"address": address},
-        )
-        metrics.REFUSED.labels(metrics.REFUSED_AUTH_BLOCKED).inc()
-        raise ConnectionRefusedError(f"too many failed authentications; retry in {wait:.0f} s")
     try:
         identity = socket_identity(request.headers.get("Authorization"), auth)
     except AuthError as exc:
-        limits.auth_failed(address)
+        # A valid token is never refused for others' failures: only failing connects count.
+        wait = limits.auth_failed(address)
+        if wait:
+            metrics.REFUSED.labels(metrics.REFUSED_AUTH_BLOCKED).inc()
+            raise ConnectionRefusedError(f"too many failed authentications; retry in {wait:.0f} s") from None
         log.info("socket connection refused: %s", exc, extra={"address": address})
         metrics.REFUSED.labels(metrics.REFUSED_UNAUTHORIZED).inc()
         raise ConnectionRefusedError(f"unauthorized: {exc}") from None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import engineio
 import socketio
 from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ def apply(server: socketio.Server, allow_event: Callable[[str], bool] | None = N
     close_on_malformed_engineio_packets()
     close_without_waiting(server.eio)
     ignore_reserved_client_events(server, allow_event)
+    connect_packet_first(server)
 
 
 def close_on_malformed_engineio_packets() -> None:
@@ -109,3 +111,53 @@ def ignore_reserved_client_events(
 
     handle_event.checks_reserved = True
     server._handle_event = handle_event
+
+
+def connect_packet_first(server: socketio.Server) -> None:
+    """Send nothing to a connecting socket before its namespace CONNECT packet.
+
+    python-socketio 5.18 (`Server._handle_connect`) sends CONNECT only after the connect
+    handler returned: what the handler emits (`pending_notifications`, `unread_count`),
+    and what other green threads emit to the socket's room meanwhile, reach the client
+    before it knows it is connected. Node's Socket.IO sends CONNECT before its
+    `connection` handler runs; clients without a receive buffer (raw websocket clients,
+    some mobile libraries) drop or misread the early events. Here the packets for a
+    socket whose connect is being handled are held, sent in order right after CONNECT,
+    and dropped when the connect is refused (a refused client is sent no event). Upstream,
+    `_handle_connect` would queue sends to a pre-connected sid the same way.
+    """
+    if getattr(server._handle_connect, "holds_packets", False):
+        return
+    held: dict[str, list] = {}  # eio sid -> Engine.IO packets waiting for CONNECT
+    handle_connect, send_packet = server._handle_connect, server._send_packet
+    send_eio_packet = server._send_eio_packet
+    answers = (sio_packet.CONNECT, sio_packet.CONNECT_ERROR)
+
+    def holding_handle_connect(eio_sid, namespace, data):
+        owner = eio_sid not in held
+        if owner:
+            held[eio_sid] = []
+        try:
+            return handle_connect(eio_sid, namespace, data)
+        finally:
+            if owner:
+                held.pop(eio_sid, None)  # not connected (an error in the handler): dropped
+
+    def answer_then_release(eio_sid, pkt):
+        waiting = held.pop(eio_sid, None) if pkt.packet_type in answers else None
+        send_packet(eio_sid, pkt)
+        if waiting and pkt.packet_type == sio_packet.CONNECT:
+            for eio_pkt in waiting:
+                send_eio_packet(eio_sid, eio_pkt)
+
+    def hold_until_connected(eio_sid, eio_pkt):
+        waiting = held.get(eio_sid) if held else None
+        if waiting is None:
+            return send_eio_packet(eio_sid, eio_pkt)
+        waiting.append(eio_pkt)
+        return None
+
+    holding_handle_connect.holds_packets = True
+    server._handle_connect = holding_handle_connect
+    server._send_packet = answer_then_release
+    server._send_eio_packet = hold_until_connected

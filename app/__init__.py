@@ -20,7 +20,7 @@ from app.errors import register_error_handlers
 from app.extensions import db, migrate, socketio
 from app.limits import RateLimits
 from app.logs import log_handler
-from app.realtime import library_fixes, socket_memory
+from app.realtime import compression, library_fixes, socket_memory
 from app.realtime.acks import DeliveryTracker, TrackingManager
 from app.realtime.admin_ui import init_admin_ui
 from app.realtime.deadlines import ConnectDeadline, Deadlines, TokenExpiry
@@ -181,6 +181,9 @@ def register_socket_guards(app: Flask) -> None:
     server = socketio.server
     library_fixes.apply(server, allow_event=app.extensions["rate_limits"].socket_event)
     socket_memory.apply(server)
+    compression.configure(
+        server.eio, app.config["WEBSOCKET_COMPRESSION"], app.config["WEBSOCKET_COMPRESSION_THRESHOLD"]
+    )
     deadlines = Deadlines(socketio.start_background_task, socketio.sleep)
     connect_deadline = ConnectDeadline(server, deadlines, app.config["SOCKETIO_CONNECT_TIMEOUT"])
     connect_deadline.install()

@@ -5,6 +5,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 
 import greenlet
 from flask import Flask
@@ -18,6 +19,9 @@ from app.services.presence import get_presence
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.1
+# Bytes of each connection's HTTP write buffer (eventlet's default: 16 KiB, allocated for the
+# connection's life; a websocket writes its frames to the socket itself and never uses it).
+HTTP_WRITE_BUFFER = 2048
 # Allocations before a young collection; young collections before a middle one; middle
 # collections before a full one (CPython's defaults: 700, 10, 10). See serve().
 GC_THRESHOLDS = (700, 10, 100)
@@ -92,6 +96,14 @@ def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
     import eventlet.wsgi
 
     class DeadlineHttpProtocol(eventlet.wsgi.HttpProtocol):
+        wbufsize = HTTP_WRITE_BUFFER
+
+        def setup(self):
+            # Small writes leave at once, as in Node: a response larger than the write buffer
+            # goes out in two sends, and the second must not wait for the first's ACK.
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().setup()
+
         def _read_request_line(self):  # eventlet's (private) read of the request line
             with eventlet.Timeout(idle_timeout + header_timeout, TimeoutError("no request in time")):
                 return super()._read_request_line()

@@ -22,8 +22,10 @@ CONFIG_LIMITS = "config_limits"
 WHITESPACE_CLASS = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # A text the schemas accept: some character other than whitespace, and no NUL anywhere.
 TEXT_PATTERN = rf"^[^\u0000]*[^\u0000{WHITESPACE_CLASS}][^\u0000]*$"
-# A cursor as `encode_cursor` writes it: unpadded base64url (empty: the first page).
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+# A cursor as `inbox.encode_cursor` writes it: the row's `createdAt` in microseconds since
+# 1970 UTC, a dash, its id in hex (empty: the first page). Every string of this form names a
+# position, so a client generated from the OpenAPI document sends only cursors it accepts.
+CURSOR_PATTERN = r"^(?:[0-9]{1,17}-[0-9a-f]{32})?$"
 
 
 @lru_cache(maxsize=1024)
@@ -201,7 +203,7 @@ class ListQuerySchema(Schema):
     )
     cursor = fields.String(
         validate=validate.Regexp(CURSOR_PATTERN),
-        metadata={"description": 'opaque position from the `Link: rel="next"` header (base64url)'},
+        metadata={"description": 'position from the `Link: rel="next"` header'},
     )
 
     @pre_load

@@ -64,10 +64,8 @@ def small_read_buffers() -> None:
     (BufferedReader bypasses a buffer smaller than the read).
     Measured: tracemalloc 8.2 -> 2.2 KiB a connection (socket.py:335).
 
-    The write buffer stays eventlet's: 2 KiB would save another 2.4 KiB of RSS a socket
-    (S2, 2,000 sockets, 56.7 -> 54.3 KiB), but a response over 2 KiB would then leave in
-    two sends (headers, then body), and without TCP_NODELAY the body can wait for the
-    client's delayed ACK of the headers.
+    The write buffer is set in app/realtime/server.py (`HTTP_WRITE_BUFFER`), together with
+    TCP_NODELAY, which lets a response larger than it leave in two sends without waiting.
     """
     import eventlet.wsgi
 

@@ -92,20 +92,28 @@ class Config:
     # come within SOCKETIO_PING_TIMEOUT s is closed (the library's defaults, as Node's).
     SOCKETIO_PING_INTERVAL = _env_int("SOCKETIO_PING_INTERVAL", 25)
     SOCKETIO_PING_TIMEOUT = _env_int("SOCKETIO_PING_TIMEOUT", 20)
+    # Websocket compression (permessage-deflate), off as in Node's Socket.IO: with it, each
+    # socket of a client that offers it (every browser) keeps zlib contexts, about 90 KiB.
+    # When on, messages under the threshold (bytes) still go uncompressed.
+    WEBSOCKET_COMPRESSION = _env_int("WEBSOCKET_COMPRESSION", 0) != 0
+    WEBSOCKET_COMPRESSION_THRESHOLD = _env_int("WEBSOCKET_COMPRESSION_THRESHOLD", 1024)
 
     # Rate limits, in Flask-Limiter's notation ("20/second;600/minute"); an empty value turns
     # one off. With SOCKETIO_MESSAGE_QUEUE they are counted in that Redis, shared by every
-    # process; RATE_LIMIT_STORAGE_URI names another store.
+    # process; RATE_LIMIT_STORAGE_URI names another store. README "Rate limits" says what
+    # each protects against and when to change it.
     RATE_LIMIT_STORAGE_URI = os.environ.get("RATE_LIMIT_STORAGE_URI") or SOCKETIO_MESSAGE_QUEUE or "memory://"
     # Per client address: failed authentications (REST 401s and refused socket connects).
-    # Over it, every authenticated request and socket connect from that address is refused.
+    # Over it, the address's requests and connects without a valid token are refused (429);
+    # a valid token is never refused for them.
     RATE_LIMIT_AUTH_FAILURES = os.environ.get("RATE_LIMIT_AUTH_FAILURES", "30/minute")
     # Per user: calls to the user's REST routes.
-    RATE_LIMIT_USER = os.environ.get("RATE_LIMIT_USER", "20/second;600/minute")
-    # Per admin (`sub`): POST /v1/admin/notifications.
-    RATE_LIMIT_ADMIN = os.environ.get("RATE_LIMIT_ADMIN", "50/second;1200/minute")
-    # Per user: Socket.IO connects.
-    RATE_LIMIT_SOCKET_CONNECT = os.environ.get("RATE_LIMIT_SOCKET_CONNECT", "10/second;120/minute")
+    RATE_LIMIT_USER = os.environ.get("RATE_LIMIT_USER", "100/second")
+    # Per admin (`sub`): POST /v1/admin/notifications. Above what one process serves, so a
+    # producer is paced by the answers, not refused; it caps one token's share of a cluster.
+    RATE_LIMIT_ADMIN = os.environ.get("RATE_LIMIT_ADMIN", "1000/second")
+    # Per user: Socket.IO connects (MAX_SOCKETS_PER_USER tabs reconnecting at once fit).
+    RATE_LIMIT_SOCKET_CONNECT = os.environ.get("RATE_LIMIT_SOCKET_CONNECT", "50/second;600/minute")
     # Per socket: events the client sends; over it, the socket is disconnected.
     RATE_LIMIT_SOCKET_EVENTS = os.environ.get("RATE_LIMIT_SOCKET_EVENTS", "20/second;300/minute")
     # Reverse proxies in front that set X-Forwarded-For (1 behind the nginx of deploy/);

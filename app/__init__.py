@@ -14,6 +14,7 @@ from app import jsonfast, metrics
 from app.api.notifications import bp as notifications_bp
 from app.api.ops import bp as ops_bp
 from app.api.site import bp as site_bp
+from app.api.topics import bp as topics_bp
 from app.auth import init_jwt
 from app.cli import register_commands
 from app.delivery import Confirmations, Delivery
@@ -188,7 +189,9 @@ def _sqlite_write_ahead_log(dbapi_connection, _connection_record) -> None:
 def register_blueprints(app: Flask) -> None:
     """Mount the REST API (rate limited) and the site routes (health, OpenAPI, browser client)."""
     app.extensions["rate_limits"].limit_api(notifications_bp)
+    app.extensions["rate_limits"].limit_api(topics_bp)
     app.register_blueprint(notifications_bp)
+    app.register_blueprint(topics_bp)
     app.register_blueprint(site_bp)
     app.register_blueprint(ops_bp)
 

@@ -1,4 +1,4 @@
-"""Flask commands: send a notification, sign a token, prune old notifications."""
+"""Flask commands: send a notification, sign a token, prune old notifications, keep topics."""
 
 import json
 import urllib.error
@@ -11,11 +11,12 @@ from marshmallow import ValidationError
 
 from app.auth import create_token
 from app.models import NotificationStatus
-from app.schemas import CreateNotificationsSchema, notification_to_wire
-from app.services import delivery, retention
+from app.schemas import CreateNotificationsSchema, SubscribersBodySchema, notification_to_wire, valid_name
+from app.services import delivery, retention, topics
 
 # What send-notification says on stderr when it stores rows itself (tests read it).
 NO_SERVER_MESSAGE = "no server answers at %s: storing for delivery on connect"
+LIST_PAGE = 10_000  # users read per query by `topic list`
 
 
 def _server_url() -> str:
@@ -118,8 +119,61 @@ def prune_notifications(days: int, status: str | None) -> None:
     click.echo(f"deleted {deleted} notification(s), {keys} expired idempotency key(s)")
 
 
+@click.group("topic")
+def topic_group() -> None:
+    """Keep a topic's subscribers: add, remove, list."""
+
+
+def _topic_name(topic: str) -> str:
+    if not valid_name(topic):
+        raise click.BadParameter("lowercase a-z, 0-9, '.', '_', '-'; 1-64 characters", param_hint="TOPIC")
+    return topic
+
+
+def _user_ids(users: tuple[str, ...]) -> list[str]:
+    try:
+        return SubscribersBodySchema().load({"userIds": list(users)})["user_ids"]
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid input: {json.dumps(exc.messages)}") from exc
+
+
+@topic_group.command("add")
+@with_appcontext
+@click.argument("topic")
+@click.argument("users", nargs=-1, required=True)
+def topic_add(topic: str, users: tuple[str, ...]) -> None:
+    """Put USERS in TOPIC; prints how many were not in it."""
+    added = topics.add_subscribers(_topic_name(topic), _user_ids(users))
+    click.echo(f"added {added} to {topic}")
+
+
+@topic_group.command("remove")
+@with_appcontext
+@click.argument("topic")
+@click.argument("users", nargs=-1, required=True)
+def topic_remove(topic: str, users: tuple[str, ...]) -> None:
+    """Take USERS out of TOPIC; prints how many were in it."""
+    removed = topics.remove_subscribers(_topic_name(topic), _user_ids(users))
+    click.echo(f"removed {removed} from {topic}")
+
+
+@topic_group.command("list")
+@with_appcontext
+@click.argument("topic")
+def topic_list(topic: str) -> None:
+    """Print TOPIC's users, one a line, sorted."""
+    after = None
+    while True:
+        users, after = topics.subscribers(_topic_name(topic), LIST_PAGE, after)
+        for user in users:
+            click.echo(user)
+        if after is None:
+            return
+
+
 def register_commands(app: Flask) -> None:
     """Add the commands to `flask`."""
     app.cli.add_command(send_notification)
     app.cli.add_command(create_token_command)
     app.cli.add_command(prune_notifications)
+    app.cli.add_command(topic_group)

@@ -1,7 +1,9 @@
 """Rate limits: Flask-Limiter on the REST routes, the same counters for Socket.IO connects.
 
 Counted per client address (failed authentications), per user or admin `sub`
-(REST calls, socket connects) and per socket (events a client sends). The counters
+(REST calls, socket connects) and per socket (events a client sends). A valid token is
+never refused for other requests' failures: an address over its failure limit has only
+its failing requests and connects refused, each after one signature check. The counters
 live in RATE_LIMIT_STORAGE_URI: Redis, shared by every process, when a message
 queue is configured; this process's memory otherwise. When that store fails, the
 limits are not applied rather than refusing everyone (Flask-Limiter's in-memory
@@ -17,7 +19,7 @@ from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse_many, storage, strategies
 
-from app.auth import AuthError, bearer_token, identity_from_token
+from app.auth import AuthError, Identity, bearer_token, identity_from_token
 from app.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -33,15 +35,29 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def request_identity() -> Identity | None:
+    """Who the request's bearer token speaks for when it is valid, else None (verified once)."""
+    if "bearer_identity" not in g:
+        identity = None
+        token = bearer_token(request.headers.get("Authorization"))
+        if token:
+            try:
+                identity = identity_from_token(token)
+            except AuthError:
+                pass
+        g.bearer_identity = identity
+    return g.bearer_identity
+
+
 def caller_key() -> str:
-    """The token's `sub` when the token is valid, else the client address."""
-    token = bearer_token(request.headers.get("Authorization"))
-    if token:
-        try:
-            return "sub:" + identity_from_token(token).user_id
-        except AuthError:
-            pass
-    return "address:" + client_address()
+    """The token's `sub` (the per-user and per-admin limits apply to valid tokens only)."""
+    identity = request_identity()
+    return "sub:" + identity.user_id if identity else "address:" + client_address()
+
+
+def has_valid_token() -> bool:
+    """Whether the request carries a valid token: then no failure of others can refuse it."""
+    return request_identity() is not None
 
 
 def _items(value: str) -> list[RateLimitItem]:
@@ -58,7 +74,9 @@ class RateLimits:
         app.config.setdefault("RATELIMIT_KEY_PREFIX", KEY_PREFIX)
         app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
         app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
-        self.http = Limiter(client_address, app=app, on_breach=_remember_reset)
+        self.breaches = BreachLog()
+        self.http = Limiter(client_address, app=app, on_breach=self._remember_reset)
+        logging.getLogger("flask-limiter").setLevel(logging.WARNING)
         self.auth_failures = _items(config["RATE_LIMIT_AUTH_FAILURES"])
         self.socket_connects = _items(config["RATE_LIMIT_SOCKET_CONNECT"])
         self.socket_events = _items(config["RATE_LIMIT_SOCKET_EVENTS"])
@@ -70,27 +88,30 @@ class RateLimits:
         """Apply the REST limits to every route of `bp` (the /v1 API); an empty setting adds none."""
         config = self._config
         if config["RATE_LIMIT_AUTH_FAILURES"]:
-            # Only answers that refused the token count; over the limit, every request is refused
-            # before its token is even looked at.
+            # Only answers that refused the token count; over the limit, a request without a
+            # valid token is refused before its view runs. A valid token is exempt: the
+            # address may be a NAT or a proxy shared with whoever sends the bad ones.
             self.http.shared_limit(
                 config["RATE_LIMIT_AUTH_FAILURES"],
                 scope=AUTH_FAILURES_SCOPE,
                 key_func=client_address,
                 deduct_when=lambda response: response.status_code == 401,
+                exempt_when=has_valid_token,
             )(bp)
         if config["RATE_LIMIT_USER"]:
             self.http.shared_limit(
                 config["RATE_LIMIT_USER"],
                 scope="user",
                 key_func=caller_key,
-                exempt_when=lambda: request.endpoint in ADMIN_ENDPOINTS,
+                # without a valid token a request is a failure, counted by the limit above
+                exempt_when=lambda: request.endpoint in ADMIN_ENDPOINTS or not has_valid_token(),
             )(bp)
         if config["RATE_LIMIT_ADMIN"]:
             self.http.shared_limit(
                 config["RATE_LIMIT_ADMIN"],
                 scope="admin",
                 key_func=caller_key,
-                exempt_when=lambda: request.endpoint not in ADMIN_ENDPOINTS,
+                exempt_when=lambda: request.endpoint not in ADMIN_ENDPOINTS or not has_valid_token(),
             )(bp)
 
     # ---- Socket.IO ---------------------------------------------------------------------
@@ -109,13 +130,17 @@ class RateLimits:
             log.warning("rate limit store unreachable: socket limits not applied", exc_info=True)
         return None
 
-    def auth_blocked(self, address: str) -> float | None:
-        """Seconds before `address` may authenticate again, when it failed too often."""
-        return self._shared(self.auth_failures, address, AUTH_FAILURES_SCOPE, hit=False)
+    def auth_failed(self, address: str) -> float | None:
+        """Count one failed authentication of `address` (shared with the REST routes).
 
-    def auth_failed(self, address: str) -> None:
-        """Count one failed authentication of `address` (shared with the REST routes)."""
-        self._shared(self.auth_failures, address, AUTH_FAILURES_SCOPE, hit=True)
+        Returns the seconds until `address` is under its limit again when it is over it,
+        else None.
+        """
+        wait = self._shared(self.auth_failures, address, AUTH_FAILURES_SCOPE, hit=True)
+        if wait:
+            key = self.auth_failures[0].key_for(KEY_PREFIX, address, AUTH_FAILURES_SCOPE)
+            self.breaches.note(key, time.time() + wait)
+        return wait
 
     def socket_connect(self, user_id: str) -> float | None:
         """Count a connect of `user_id`; seconds to wait when over the limit."""
@@ -125,14 +150,41 @@ class RateLimits:
         """Count an event from socket `sid`; False when it is over its limit."""
         return all(self._local.hit(item, "socket-event", sid) for item in self.socket_events)
 
+    def _remember_reset(self, limit: RequestLimit) -> None:
+        """Keep when the breached window frees up, for the 429's Retry-After; log the breach once.
 
-def _remember_reset(limit: RequestLimit) -> None:
-    """Keep when the breached window frees up, for the 429's Retry-After.
+        The exact time, not `limit.reset_at`: that one is rounded up a whole second, which made a
+        one-minute window answer `Retry-After: 61`.
+        """
+        reset_time = limit.window.reset_time
+        g.rate_limit_reset_at = max(getattr(g, "rate_limit_reset_at", 0), reset_time)
+        self.breaches.note(limit.key, reset_time)
 
-    The exact time, not `limit.reset_at`: that one is rounded up a whole second, which made a
-    one-minute window answer `Retry-After: 61`.
+
+class BreachLog:
+    """Logs the first refusal of each key in each window, not every refused request.
+
+    A client over a limit may keep sending hundreds of requests a second; one line per
+    window says what is refused and for how long, at the cost of a dict look-up.
     """
-    g.rate_limit_reset_at = max(getattr(g, "rate_limit_reset_at", 0), limit.window.reset_time)
+
+    MAX_KEYS = 10_000
+
+    def __init__(self) -> None:
+        self._logged_until: dict[str, float] = {}
+
+    def note(self, key: str, reset_time: float) -> None:
+        now = time.time()
+        if self._logged_until.get(key, 0.0) > now:
+            return
+        if len(self._logged_until) >= self.MAX_KEYS:
+            self._logged_until = {k: t for k, t in self._logged_until.items() if t > now}
+        self._logged_until[key] = max(reset_time, now + 1.0)
+        log.warning(BREACH_LOG, key, max(1, math.ceil(reset_time - now)), extra={"limit_key": key})
+
+
+# Flask-Limiter's own line for every refused request is left out (its logger at WARNING).
+BREACH_LOG = "rate limit exceeded for %s: its requests over the limit are refused for %s s"
 
 
 def _too_many_requests(exc: RateLimitExceeded):

@@ -6,7 +6,7 @@ from sqlalchemy import JSON, DateTime, Enum, Index, String, Text, TypeDecorator,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.protocol import NotificationStatus
+from app.protocol import DEFAULT_CATEGORY, NotificationStatus
 from app.records import NotificationRecord, new_id, new_ids, utcnow  # noqa: F401  (part of the models' interface)
 
 
@@ -68,12 +68,20 @@ class Notification(db.Model):
     data: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     # The `sub` of the admin token that sent it.
     created_by: Mapped[str | None] = mapped_column(String(255))
+    # What kind of notification it is (users mute categories); "general" unless the sender says.
+    category: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_CATEGORY, server_default=DEFAULT_CATEGORY
+    )
+    # The topic it was sent to; None for a send to a list of users.
+    topic: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # "this user's pending ones, oldest first" (connect) and the ?status= filter.
         Index("ix_notifications_user_status_created", "user_id", "status", "created_at"),
         # "this user's newest first" with a (created_at, id) cursor.
         Index("ix_notifications_user_created_id", "user_id", "created_at", "id"),
+        # the same within one category (?category=)
+        Index("ix_notifications_user_category_created", "user_id", "category", "created_at", "id"),
         # "how many of this user's are unread": only unread rows are in it.
         Index(
             "ix_notifications_unread",
@@ -109,3 +117,28 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCTimestamp(), default=utcnow)
 
     __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)
+
+
+class MutedCategory(db.Model):
+    """A category one user does not want: its notifications are neither stored for them nor sent."""
+
+    __tablename__ = "muted_categories"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    # "which of these users muted this category" (every send)
+    __table_args__ = (Index("ix_muted_categories_category_user", "category", "user_id"),)
+
+
+class TopicSubscription(db.Model):
+    """One user in one topic: a send to the topic reaches the users in it at that moment."""
+
+    __tablename__ = "topic_subscriptions"
+
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subscribed_at: Mapped[datetime] = mapped_column(UTCTimestamp(), default=utcnow)
+
+    # "the topics this user is in" (GET /v1/topics)
+    __table_args__ = (Index("ix_topic_subscriptions_user_topic", "user_id", "topic"),)

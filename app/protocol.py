@@ -16,6 +16,7 @@ UNREAD_COUNT = "unread_count"
 NOTIFICATION_UPDATED = "notification_updated"
 NOTIFICATION_DELETED = "notification_deleted"
 NOTIFICATIONS_READ_ALL = "notifications_read_all"
+PREFERENCES_UPDATED = "preferences_updated"
 # client -> server
 REFRESH_TOKEN = "refresh_token"
 
@@ -29,6 +30,11 @@ class NotificationStatus(enum.StrEnum):
     PENDING = "PENDING"
     DELIVERED = "DELIVERED"
     READ = "READ"
+
+
+# Categories and topics: lowercase names (contract v3).
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+DEFAULT_CATEGORY = "general"
 
 
 def user_room(user_id: str) -> str:

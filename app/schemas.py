@@ -1,6 +1,7 @@
 """Marshmallow schemas: what goes in and out on the wire (camelCase)."""
 
 import json
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -8,6 +9,7 @@ from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates
 
 from app.models import NotificationStatus
+from app.protocol import NAME_PATTERN
 
 MAX_USER_ID_LENGTH = 255
 MAX_LIST_LIMIT = 200
@@ -16,14 +18,17 @@ DEFAULT_LIST_LIMIT = 50
 # Field metadata naming JSON Schema keywords whose values are settings of the running app,
 # e.g. {"maxLength": "MAX_MESSAGE_LENGTH"}: the OpenAPI document states the limits it enforces.
 CONFIG_LIMITS = "config_limits"
+NAME_FORM = re.compile(NAME_PATTERN)
 
 # The characters `str.isspace()` counts as whitespace (what `_not_blank` strips), spelled
 # out: JSON Schema's `\s` is ECMA-262's, which differs from Python's.
 WHITESPACE_CLASS = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # A text the schemas accept: some character other than whitespace, and no NUL anywhere.
 TEXT_PATTERN = rf"^[^\u0000]*[^\u0000{WHITESPACE_CLASS}][^\u0000]*$"
-# A cursor as `encode_cursor` writes it: unpadded base64url (empty: the first page).
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+# A cursor as `inbox.encode_cursor` writes it: the row's `createdAt` in microseconds since
+# 1970 UTC, a dash, its id in hex (empty: the first page). Every string of this form names a
+# position, so a client generated from the OpenAPI document sends only cursors it accepts.
+CURSOR_PATTERN = r"^(?:[0-9]{1,17}-[0-9a-f]{32})?$"
 
 
 @lru_cache(maxsize=1024)
@@ -201,7 +206,7 @@ class ListQuerySchema(Schema):
     )
     cursor = fields.String(
         validate=validate.Regexp(CURSOR_PATTERN),
-        metadata={"description": 'opaque position from the `Link: rel="next"` header (base64url)'},
+        metadata={"description": 'position from the `Link: rel="next"` header'},
     )
 
     @pre_load
@@ -237,3 +242,93 @@ class ReadAllSchema(Schema):
 
     updated = fields.Integer(required=True, metadata={"description": "how many this call marked READ"})
     read_at = UTCDateTime(data_key="readAt", required=True, metadata={"description": "their one readAt"})
+
+
+# ---- categories, preferences, topics --------------------------------------------------
+
+MAX_MUTED = 100
+MAX_SUBSCRIBERS_PER_CALL = 10_000
+DEFAULT_SUBSCRIBER_PAGE = 1000
+MAX_SUBSCRIBER_PAGE = 10_000
+
+
+def Name(**kwargs) -> fields.String:  # noqa: N802  (a field factory, used like a field class)
+    """A category or topic name: lowercase letters, digits, `.`, `_`, `-`; 1-64 characters."""
+    metadata = {"description": "a name: ^[a-z0-9][a-z0-9._-]{0,63}$", **kwargs.pop("metadata", {})}
+    return fields.String(
+        validate=validate.Regexp(
+            NAME_PATTERN, error="Not a valid name: lowercase a-z, 0-9, '.', '_', '-'; 1-64."
+        ),
+        metadata=metadata,
+        **kwargs,
+    )
+
+
+def valid_name(value: str) -> bool:
+    """Whether `value` is a category or topic name (for path segments, which no schema loads)."""
+    return isinstance(value, str) and NAME_FORM.fullmatch(value) is not None
+
+
+class PreferencesSchema(Schema):
+    """Body and answer of `/v1/preferences`: the muted categories."""
+
+    muted = fields.List(
+        Name(),
+        required=True,
+        validate=validate.Length(max=MAX_MUTED),
+        metadata={"description": "the categories the user does not want, sorted", "uniqueItems": True},
+    )
+
+    @validates("muted")
+    def _no_repeats(self, value: list[str], **_kwargs) -> None:
+        if len(set(value)) != len(value):
+            raise ValidationError("Each category at most once.")
+
+
+class SubscribersBodySchema(Schema):
+    """Body of `PUT` / `DELETE /v1/admin/topics/{topic}/subscribers`."""
+
+    user_ids = UserIdList(
+        data_key="userIds",
+        required=True,
+        validate=validate.Length(min=1, max=MAX_SUBSCRIBERS_PER_CALL),
+        metadata={"description": "users to add or remove; repeats count once"},
+    )
+
+
+class SubscriberQuerySchema(Schema):
+    """Query string of `GET /v1/admin/topics/{topic}/subscribers`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(
+        load_default=DEFAULT_SUBSCRIBER_PAGE,
+        validate=validate.Range(min=1, max=MAX_SUBSCRIBER_PAGE),
+        metadata={"description": f"page size, 1-{MAX_SUBSCRIBER_PAGE}"},
+    )
+    cursor = fields.String(
+        validate=[validate.Length(min=1, max=MAX_USER_ID_LENGTH), _no_nul],
+        metadata={"description": 'position from the `Link: rel="next"` header (the last user id of a page)'},
+    )
+
+
+class TopicCountSchema(Schema):
+    """Answer of adding to or removing from a topic."""
+
+    topic = fields.String(required=True)
+    added = fields.Integer(metadata={"description": "users put in it that were not in it"})
+    removed = fields.Integer(metadata={"description": "users taken out that were in it"})
+
+
+class SubscriberPageSchema(Schema):
+    """Answer of `GET /v1/admin/topics/{topic}/subscribers`."""
+
+    topic = fields.String(required=True)
+    user_ids = fields.List(fields.String(), data_key="userIds", metadata={"description": "sorted by id"})
+
+
+class UserTopicsSchema(Schema):
+    """Answer of `GET /v1/topics`."""
+
+    topics = fields.List(fields.String(), metadata={"description": "the caller's topics, sorted"})

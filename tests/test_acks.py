@@ -186,7 +186,7 @@ def test_a_packet_encoded_once_is_the_one_python_socketio_would_send(namespace, 
     from socketio import packet
 
     from app import jsonfast
-    from app.realtime.patches.socketio import EncodedEvent
+    from app.realtime.patches.socketio_manager import EncodedEvent
 
     class Packet(packet.Packet):
         json = jsonfast

@@ -58,3 +58,23 @@ def test_send_notification_rejects_bad_input_and_stores_nothing(runner, app, no_
     assert "Error" in result.output
     with app.app_context():
         assert db.session.scalars(select(Notification)).all() == []
+
+
+def test_topic_commands_add_list_and_remove_subscribers(runner):
+    added = runner.invoke(args=["topic", "add", "deploys", "bob", "alice", "bob"])
+    assert added.exit_code == 0 and added.output.strip() == "added 2 to deploys"
+    assert runner.invoke(args=["topic", "add", "deploys", "alice"]).output.strip() == "added 0 to deploys"
+    assert runner.invoke(args=["topic", "list", "deploys"]).output.split("\n")[:-1] == ["alice", "bob"]
+    removed = runner.invoke(args=["topic", "remove", "deploys", "alice", "zed"])
+    assert removed.exit_code == 0 and removed.output.strip() == "removed 1 from deploys"
+    assert runner.invoke(args=["topic", "list", "deploys"]).output == "bob\n"
+    assert runner.invoke(args=["topic", "list", "never-used"]).output == ""
+
+
+@pytest.mark.parametrize(
+    "args", [["add", "Bad Name", "alice"], ["add", "deploys"], ["list", "-x"], ["add", "ok", ""]]
+)
+def test_topic_commands_refuse_bad_input_and_store_nothing(runner, args):
+    result = runner.invoke(args=["topic", *args])
+    assert result.exit_code != 0
+    assert runner.invoke(args=["topic", "list", "ok"]).output == ""

@@ -35,9 +35,11 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
             "ix_notifications_user_created_id",
             "ix_notifications_unconfirmed",
             "ix_notifications_unread",
+            "ix_notifications_user_category_created",
         }
         downgrade(revision="base")
-        assert not {"notifications", "idempotency_keys"} & set(inspect(db.engine).get_table_names())
+        tables = {"notifications", "idempotency_keys", "muted_categories", "topic_subscriptions"}
+        assert not tables & set(inspect(db.engine).get_table_names())
         db.engine.dispose()
 
 
@@ -57,5 +59,25 @@ def test_rows_delivered_before_confirmations_existed_count_as_received(database_
         with db.engine.connect() as conn:
             received = dict(conn.execute(text("SELECT id, received_at IS NOT NULL FROM notifications")).all())
         assert received == {"a": True, "b": False}
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
+def test_rows_stored_before_categories_existed_become_general(database_uri):
+    app = empty_database_app(database_uri)
+    with app.app_context():
+        upgrade(revision="0003")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO notifications (id, user_id, message, status, created_at)"
+                    " VALUES ('a', 'u', 'm', 'PENDING', :t)"
+                ),
+                {"t": datetime(2026, 12, 1, tzinfo=UTC)},
+            )
+        upgrade()
+        with db.engine.connect() as conn:
+            stored = conn.execute(text("SELECT category, topic FROM notifications")).all()
+            assert stored == [("general", None)]
         downgrade(revision="base")
         db.engine.dispose()

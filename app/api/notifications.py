@@ -41,7 +41,7 @@ _query = ListQuerySchema()
 _create = CreateNotificationsSchema()
 
 
-def _json_body() -> object:
+def json_body() -> object:
     """The request's JSON body; 400 when it is not JSON or does not parse."""
     if not request.is_json:
         raise BadRequest("Send the body as JSON (Content-Type: application/json).")
@@ -106,7 +106,7 @@ def create_notifications():
     With an `Idempotency-Key` header, a retry with the same body answers as the first
     time (header `Idempotent-Replayed: true`) and stores nothing.
     """
-    body = _json_body()
+    body = json_body()
     data = _create.load(body)
     sender = current_identity().user_id
 

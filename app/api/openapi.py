@@ -6,6 +6,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
+from app.protocol import NAME_PATTERN
 from app.schemas import (
     CONFIG_LIMITS,
     CreateNotificationsSchema,
@@ -14,8 +15,14 @@ from app.schemas import (
     ListQuerySchema,
     NotificationListSchema,
     NotificationSchema,
+    PreferencesSchema,
     ReadAllSchema,
+    SubscriberPageSchema,
+    SubscriberQuerySchema,
+    SubscribersBodySchema,
+    TopicCountSchema,
     UnreadCountSchema,
+    UserTopicsSchema,
 )
 
 API_VERSION = "1.0.0"
@@ -41,6 +48,12 @@ _ID = {
     "name": "notification_id",
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
+}
+_TOPIC = {
+    "in": "path",
+    "name": "topic",
+    "required": True,
+    "schema": {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": 64},
 }
 # What every /v1 route may answer besides its own: no acceptable token, too many requests.
 _API_ERRORS = {
@@ -121,6 +134,65 @@ OPERATIONS = {
             "409": _error("a request with this Idempotency-Key is still being processed"),
             "413": _error("body over the size limit (MAX_CONTENT_LENGTH); nothing stored"),
             "422": _error("this Idempotency-Key was used with another body (`idempotency_key_reused`)"),
+            **_API_ERRORS,
+        },
+    },
+    "topics.get_preferences": {
+        "responses": {
+            "200": _json(PreferencesSchema, "the caller's muted categories, sorted"),
+            **_API_ERRORS,
+        },
+    },
+    "topics.put_preferences": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PreferencesSchema}}},
+        "responses": {
+            "200": _json(PreferencesSchema, "the muted categories now, sorted"),
+            "400": _error("a bad name, a repeated one, over 100, or a body that is not JSON"),
+            **_API_ERRORS,
+        },
+    },
+    "topics.list_my_topics": {
+        "responses": {"200": _json(UserTopicsSchema, "the topics the caller is in"), **_API_ERRORS},
+    },
+    "topics.leave_topic": {
+        "parameters": [_TOPIC],
+        "responses": {
+            "204": {"description": "left (or was not in it)"},
+            "400": _error("bad name"),
+            **_API_ERRORS,
+        },
+    },
+    "topics.add_subscribers": {
+        "parameters": [_TOPIC],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SubscribersBodySchema}}},
+        "responses": {
+            "200": _json(TopicCountSchema, "`added`: how many were not in it"),
+            "400": _error("bad name or body"),
+            "403": _error("the token is not an admin's"),
+            **_API_ERRORS,
+        },
+    },
+    "topics.remove_subscribers": {
+        "parameters": [_TOPIC],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SubscribersBodySchema}}},
+        "responses": {
+            "200": _json(TopicCountSchema, "`removed`: how many were in it"),
+            "400": _error("bad name or body"),
+            "403": _error("the token is not an admin's"),
+            **_API_ERRORS,
+        },
+    },
+    "topics.list_subscribers": {
+        "parameters": [_TOPIC, {"in": "query", "schema": SubscriberQuerySchema}],
+        "responses": {
+            "200": {
+                **_json(SubscriberPageSchema, "a page of the topic's users, sorted by id"),
+                "headers": {
+                    "Link": {"description": 'rel="next": the next page', "schema": {"type": "string"}}
+                },
+            },
+            "400": _error("bad name, limit or cursor"),
+            "403": _error("the token is not an admin's"),
             **_API_ERRORS,
         },
     },

@@ -7,7 +7,7 @@ from flask_socketio import ConnectionRefusedError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
-from app.auth import AuthError, socket_identity
+from app.auth import AuthError, Identity, socket_identity
 from app.errors import TooManySocketsError
 from app.extensions import socketio
 from app.protocol import NAMESPACE, REFRESH_TOKEN
@@ -15,7 +15,6 @@ from app.realtime.deadlines import RefreshRefused
 from app.services import delivery
 
 log = logging.getLogger(__name__)
-
 
 
 def on_connect(auth=None):
@@ -26,32 +25,9 @@ def on_connect(auth=None):
     pending notifications, and is closed when its token expires (unless refreshed).
     `auth={"ack": true}` makes it an acknowledging client (see app/delivery/confirmations.py).
     """
-    limits, address = current_app.extensions["rate_limits"], request.remote_addr or "unknown"
-    wait = limits.auth_blocked(address)
-    if wait:
-        log.warning(
-            "socket connection from %s refused: too many failed authentications",
-            address,
-            extra={"address": address},
-        )
-        metrics.REFUSED.labels(metrics.REFUSED_AUTH_BLOCKED).inc()
-        raise ConnectionRefusedError(f"too many failed authentications; retry in {wait:.0f} s")
-    try:
-        identity = socket_identity(request.headers.get("Authorization"), auth)
-    except AuthError as exc:
-        limits.auth_failed(address)
-        log.info("socket connection refused: %s", exc, extra={"address": address})
-        metrics.REFUSED.labels(metrics.REFUSED_UNAUTHORIZED).inc()
-        raise ConnectionRefusedError(f"unauthorized: {exc}") from None
-    wait = limits.socket_connect(identity.user_id)
-    if wait:
-        log.warning(
-            "socket connection of user %s refused: over the connect rate limit",
-            identity.user_id,
-            extra={"user_id": identity.user_id, "address": address},
-        )
-        metrics.REFUSED.labels(metrics.REFUSED_RATE_LIMITED).inc()
-        raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
+    address = request.remote_addr or "unknown"
+    identity = _authenticated(auth, address)
+    _within_connect_rate(identity.user_id, address)
     acknowledging = isinstance(auth, dict) and auth.get("ack") is True
     try:
         delivery.current().connect(identity.user_id, request.sid, acknowledging)
@@ -74,6 +50,34 @@ def on_connect(auth=None):
         raise ConnectionRefusedError("server busy, try again") from None
     current_app.extensions["token_expiry"].track(request.sid, identity)
     metrics.CONNECTS.inc()
+
+
+def _authenticated(auth, address: str) -> Identity:
+    """The identity of the connecting client's token; ConnectionRefusedError without a valid one."""
+    try:
+        return socket_identity(request.headers.get("Authorization"), auth)
+    except AuthError as exc:
+        # A valid token is never refused for others' failures: only failing connects count.
+        wait = current_app.extensions["rate_limits"].auth_failed(address)
+        if wait:
+            metrics.REFUSED.labels(metrics.REFUSED_AUTH_BLOCKED).inc()
+            raise ConnectionRefusedError(f"too many failed authentications; retry in {wait:.0f} s") from None
+        log.info("socket connection refused: %s", exc, extra={"address": address})
+        metrics.REFUSED.labels(metrics.REFUSED_UNAUTHORIZED).inc()
+        raise ConnectionRefusedError(f"unauthorized: {exc}") from None
+
+
+def _within_connect_rate(user_id: str, address: str) -> None:
+    """ConnectionRefusedError when the user connects too often."""
+    wait = current_app.extensions["rate_limits"].socket_connect(user_id)
+    if wait:
+        log.warning(
+            "socket connection of user %s refused: over the connect rate limit",
+            user_id,
+            extra={"user_id": user_id, "address": address},
+        )
+        metrics.REFUSED.labels(metrics.REFUSED_RATE_LIMITED).inc()
+        raise ConnectionRefusedError(f"too many connections in a short time; retry in {wait:.0f} s")
 
 
 def on_disconnect(reason=None):

@@ -21,7 +21,7 @@ import redis
 from app import metrics
 from app.delivery import Route
 from app.protocol import user_room
-from app.realtime.patches.socketio import ListeningRedisLoop
+from app.realtime.patches.socketio_manager import ListeningRedisLoop
 from app.realtime.transport import TrackingManagerMixin
 
 log = logging.getLogger(__name__)

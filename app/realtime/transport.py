@@ -22,7 +22,7 @@ from app import metrics
 from app.delivery import Route, Tracker
 from app.delivery.confirmations import notification_ids
 from app.protocol import NAMESPACE, NOTIFICATION_EVENTS, PENDING_NOTIFICATIONS, user_room
-from app.realtime.patches.socketio import EncodedEvent, IndexedRoomsMixin, ack_id
+from app.realtime.patches.socketio_manager import EncodedEvent, IndexedRoomsMixin, ack_id
 
 
 class TrackingManagerMixin(IndexedRoomsMixin):

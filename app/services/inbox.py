@@ -5,11 +5,9 @@ any process (the user's room): the changed notification or its id, then the new
 unread count, so that all of the user's devices stay in step.
 """
 
-import base64
-import binascii
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
@@ -26,25 +24,22 @@ from app.schemas import notification_to_wire, utc_iso
 from app.services import delivery, rows
 
 COUNT_BATCH = 1000  # users per grouped count
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def encode_cursor(notification: Notification) -> str:
-    """An opaque position just after `notification` in newest-first order."""
-    raw = f"{notification.created_at.isoformat()}|{notification.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The position just after `notification` in newest-first order (schemas.CURSOR_PATTERN)."""
+    since_epoch = notification.created_at - EPOCH
+    micros = (since_epoch.days * 86_400 + since_epoch.seconds) * 1_000_000 + since_epoch.microseconds
+    return f"{micros}-{uuid.UUID(notification.id).hex}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    micros, _, hex_id = cursor.partition("-")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, notification_id = raw.partition("|")
-        created_at = datetime.fromisoformat(stamp)
-        if created_at.tzinfo is None:
-            raise ValueError(raw)
-        uuid.UUID(notification_id)  # ids are UUIDs; anything else (NUL included) is refused here
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        return EPOCH + timedelta(microseconds=int(micros)), str(uuid.UUID(hex=hex_id))
+    except (ValueError, OverflowError) as exc:  # the schema's pattern lets none through
         raise DomainError("The cursor is not valid; use the Link header as given.") from exc
-    return created_at, notification_id
 
 
 def list_notifications(

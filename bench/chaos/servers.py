@@ -13,7 +13,6 @@ from typing import NamedTuple
 import pytest
 
 from bench.chaos.settings import Journal, Settings
-from bench.servers import RATE_LIMIT_SETTINGS
 from tests.support.cluster import Cluster
 from tests.support.live_server import LiveServer
 from tests.support.redis_server import RedisServer
@@ -32,7 +31,6 @@ def server_env(settings: Settings) -> dict[str, str]:
         "PRESENCE_TTL": str(settings.presence_ttl),
         "DELIVERY_CONFIRM_TIMEOUT": str(settings.confirm_timeout),
         "GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
-        **dict.fromkeys(RATE_LIMIT_SETTINGS, ""),  # the run connects and posts far above them
     }
 
 

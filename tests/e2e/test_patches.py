@@ -1,6 +1,13 @@
 """The library corrections of app/realtime/patches/ are in effect in the server of `python wsgi.py`."""
 
-from app.realtime.patches import engineio, eventlet, flask_jwt_extended, flask_socketio, socketio
+from app.realtime.patches import (
+    engineio,
+    eventlet,
+    flask_jwt_extended,
+    flask_socketio,
+    socketio,
+    socketio_manager,
+)
 from tests.support.logs import CORRECTIONS_IN_EFFECT
 
 # Every correction that applies to the default server (one process, no Admin UI).
@@ -10,9 +17,11 @@ EXPECTED = {
     engineio.MALFORMED_PACKETS,
     engineio.CLOSE_WITHOUT_WAITING,
     engineio.PING_SCHEDULER,
+    eventlet.COMPRESSION,
     socketio.RESERVED_EVENTS,
+    socketio.CONNECT_FIRST,
     socketio.TRIMMED_ENVIRONS,
-    socketio.INDEXED_ROOMS,
+    socketio_manager.INDEXED_ROOMS,
     flask_socketio.PATH_RULE,
     flask_jwt_extended.TOKEN_CACHE,
 }

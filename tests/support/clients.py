@@ -9,7 +9,7 @@ from collections import Counter
 
 import socketio
 
-from app.protocol import NEW_NOTIFICATION, PENDING_NOTIFICATIONS
+from app.protocol import NEW_NOTIFICATION, PENDING_NOTIFICATIONS, UNREAD_COUNT
 from tests.support.tokens import bearer
 from tests.support.waiting import wait_for
 
@@ -106,8 +106,13 @@ class RecordingClient(socketio.Client):
         """Connect to `url` with `token` in the `Authorization` header (`via="header"`) or the
         `auth` payload (`via="auth"`); `transports=None` lets python-socketio choose. With
         `ack=True` it is an acknowledging client (python-socketio acknowledges each event
-        when its handler returns); otherwise a plain one."""
+        when its handler returns); otherwise a plain one.
+
+        Returns once the connect's own events are in: the server sends `pending_notifications`
+        (if any) and then `unread_count` right after the CONNECT packet, so a test that acts
+        at once (leaves, reads what arrived) sees the state a connected client has."""
         headers = dict(headers or {})
+        counts_before = self._unread_counts()
         auth = {"ack": True} if ack else None
         if token is not None and via == "header":
             headers = {**bearer(token), **headers}
@@ -120,7 +125,16 @@ class RecordingClient(socketio.Client):
             transports=list(transports) if transports else None,
             wait_timeout=CONNECT_TIMEOUT,
         )
+        wait_for(
+            lambda: self._unread_counts() > counts_before,
+            CONNECT_TIMEOUT,
+            lambda: f"the unread_count that follows the connect of {self}",
+        )
         return self
+
+    def _unread_counts(self) -> int:
+        with self._lock:
+            return sum(1 for name, _ in self.events if name == UNREAD_COUNT)
 
     def close(self) -> None:
         """Disconnect, whatever state the connection is in (the server may be gone already)."""

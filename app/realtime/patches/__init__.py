@@ -15,11 +15,18 @@ from flask import Flask
 from flask_jwt_extended import JWTManager
 from socketio import Server
 
-from app.realtime.patches import engineio, eventlet, flask_jwt_extended, flask_socketio, socketio
+from app.realtime.patches import (
+    engineio,
+    eventlet,
+    flask_jwt_extended,
+    flask_socketio,
+    socketio,
+    socketio_manager,
+)
 
 log = logging.getLogger(__name__)
 
-MODULES = (eventlet, engineio, socketio, flask_socketio, flask_jwt_extended)
+MODULES = (eventlet, engineio, socketio, socketio_manager, flask_socketio, flask_jwt_extended)
 # Log line that a test reads (tests/support/logs.py): the corrections in effect in this process.
 APPLIED_LOG = "library corrections in effect: %s"
 
@@ -41,7 +48,7 @@ def apply(
 ) -> list[str]:
     """Check the versions, install every correction; the names of those in effect (logged)."""
     check_versions()
-    eventlet.apply(server)
+    eventlet.apply(server, app.config["WEBSOCKET_COMPRESSION"], app.config["WEBSOCKET_COMPRESSION_THRESHOLD"])
     engineio.apply(server)
     socketio.apply(server, allow_event)
     flask_socketio.apply(app)
@@ -54,4 +61,5 @@ def apply(
 def in_effect(app: Flask, server: Server, jwt: JWTManager) -> list[str]:
     """The names of the corrections installed in this app, its server and its JWT manager."""
     found = eventlet.in_effect(server) + engineio.in_effect(server) + socketio.in_effect(server)
+    found += socketio_manager.in_effect(server)
     return found + flask_socketio.in_effect(app) + flask_jwt_extended.in_effect(jwt)

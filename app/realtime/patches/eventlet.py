@@ -1,24 +1,33 @@
-"""Corrections to eventlet's WSGI server (0.41.3): a smaller read buffer, deadlines on request headers.
+"""Corrections to eventlet (0.41.3): smaller buffers, deadlines on request headers, TCP_NODELAY, and
+websocket compression only when asked, above a size threshold.
 
-Both touch `eventlet.wsgi.HttpProtocol`, and only where the server runs on eventlet (not
-under `flask` commands, which run without it).
+Only where the server runs on eventlet (not under `flask` commands, which run without it).
 """
 
+import socket
+
 import socketio
+from engineio import Server as EngineIOServer
 
 LIBRARY = "eventlet"
 WRITTEN_FOR = "0.41.3"
 
 # Bytes of the read buffer eventlet's WSGI server gives each connection (its default: 8 KiB).
 HTTP_READ_BUFFER = 2048
+# Bytes of each connection's HTTP write buffer (eventlet's default: 16 KiB, allocated for the
+# connection's life; a websocket writes its frames to the socket itself and never uses it).
+HTTP_WRITE_BUFFER = 2048
 SMALL_READ_BUFFERS = "eventlet: 2 KiB read buffers"
-REQUEST_DEADLINES = "eventlet: request line and header deadlines"
+REQUEST_DEADLINES = "eventlet: request line and header deadlines with 2 KiB write buffers and TCP_NODELAY"
+COMPRESSION = "eventlet: websocket compression only as configured"
 
 
-def apply(server: socketio.Server) -> None:
-    """Install what is process-wide (the request deadlines are a protocol class that `serve` passes)."""
+def apply(server: socketio.Server, compression: bool = False, threshold: int = 0) -> None:
+    """Install what is process-wide and this server's compression (the request deadlines are a
+    protocol class that `serve` passes)."""
     if server.eio.async_mode == "eventlet":
         small_read_buffers()
+        configure_compression(server.eio, compression, threshold)
 
 
 def in_effect(server: socketio.Server) -> list[str]:
@@ -31,6 +40,8 @@ def in_effect(server: socketio.Server) -> list[str]:
     found = [SMALL_READ_BUFFERS] if protocol.rbufsize == HTTP_READ_BUFFER else []
     if hasattr(protocol, "_read_request_line") and hasattr(protocol, "parse_request"):
         found.append(REQUEST_DEADLINES)
+    if getattr(server.eio._async["websocket"], "configured_compression", False):
+        found.append(COMPRESSION)
     return found
 
 
@@ -45,9 +56,8 @@ def small_read_buffers() -> None:
     one `recv`, and a larger read (a body) goes straight to the socket (BufferedReader
     bypasses a buffer smaller than the read).
 
-    The write buffer stays eventlet's: with a smaller one, a response over its size would
-    leave in two sends (headers, then body), and without TCP_NODELAY the body could wait
-    for the client's delayed ACK of the headers.
+    The write buffer is set in `deadline_protocol` (`HTTP_WRITE_BUFFER`), together with
+    TCP_NODELAY, which lets a response larger than it leave in two sends without waiting.
     """
     import eventlet.wsgi
 
@@ -64,12 +74,20 @@ def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
     timeout of the previous request (or of the connect), and the headers within the header
     timeout after it; past that, the connection is closed as eventlet closes a timed-out
     one. The body and the response (a long poll, a websocket) have no overall deadline,
-    only the per-read socket timeout.
+    only the per-read socket timeout. Its write buffer is 2 KiB, with TCP_NODELAY.
     """
     import eventlet
     import eventlet.wsgi
 
     class DeadlineHttpProtocol(eventlet.wsgi.HttpProtocol):
+        wbufsize = HTTP_WRITE_BUFFER
+
+        def setup(self):
+            # Small writes leave at once, as in Node: a response larger than the write buffer
+            # goes out in two sends, and the second must not wait for the first's ACK.
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().setup()
+
         def _read_request_line(self):  # eventlet's (private) read of the request line
             with eventlet.Timeout(idle_timeout + header_timeout, TimeoutError("no request in time")):
                 return super()._read_request_line()
@@ -79,3 +97,50 @@ def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
                 return super().parse_request()
 
     return DeadlineHttpProtocol
+
+
+def configure_compression(eio: EngineIOServer, enabled: bool, threshold: int) -> None:
+    """Make `eio`'s websockets negotiate permessage-deflate only when `enabled`, then above `threshold`.
+
+    eventlet's websocket server accepts `permessage-deflate` from every client that offers
+    it (every browser, Node's `socket.io-client`) and then compresses every message, however
+    small, with a zlib context kept for the life of the socket in each direction. Node's
+    Socket.IO server turns compression off by default for that reason, and so does this one.
+    WEBSOCKET_COMPRESSION=1 turns it on; messages under WEBSOCKET_COMPRESSION_THRESHOLD bytes
+    then go uncompressed (RFC 7692 lets any message go without the compressed bit), as
+    Node's `ws` does. It overrides the handshake (`_negotiate_permessage_deflate`,
+    `_handle_hybi_request`) and the frame writer (`RFC6455WebSocket._pack_message`).
+    """
+    from eventlet.websocket import RFC6455WebSocket
+
+    class ThresholdDeflateWebSocket(RFC6455WebSocket):
+        """A compressing websocket that sends messages under `threshold` bytes as they are."""
+
+        def _pack_message(self, message, masked=False, continuation=False, final=True, control_code=None):
+            size = len(message) if isinstance(message, bytes) else len(message.encode("utf-8"))
+            if size >= threshold or continuation or control_code:
+                return super()._pack_message(message, masked, continuation, final, control_code)
+            extensions, self.extensions = self.extensions, {}  # no compressor for this one
+            try:
+                return super()._pack_message(message, masked, continuation, final, control_code)
+            finally:
+                self.extensions = extensions
+
+    base = eio._async["websocket"]
+
+    class WebSocketWSGI(base):
+        """engineio's eventlet websocket handshake, with compression as configured."""
+
+        configured_compression = True
+
+        def _negotiate_permessage_deflate(self, extensions):
+            return super()._negotiate_permessage_deflate(extensions) if enabled else None
+
+        def _handle_hybi_request(self, environ):
+            websocket = super()._handle_hybi_request(environ)
+            if websocket.extensions.get("permessage-deflate") is not None:
+                websocket.__class__ = ThresholdDeflateWebSocket
+            return websocket
+
+    # engineio looks its websocket class up on the server instance: this server only.
+    eio._async = {**eio._async, "websocket": WebSocketWSGI}

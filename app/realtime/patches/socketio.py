@@ -1,16 +1,12 @@
-"""Corrections to python-socketio (5.18.1): reserved event names, room index, trimmed environs,
-the Admin UI's refused connects, the Redis listening loop, and the packet helpers of acknowledged sends."""
+"""Corrections to python-socketio (5.18.1) in its server: reserved event names, the CONNECT packet
+first, trimmed environs, the Admin UI's refused connects (its client managers: socketio_manager.py)."""
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import socketio
-from engineio import packet as eio_packet
-from socketio import packet
-
-from app import metrics
+from socketio import packet as sio_packet
 
 log = logging.getLogger(__name__)
 
@@ -18,16 +14,16 @@ LIBRARY = "python-socketio"
 WRITTEN_FOR = "5.18.1"
 
 RESERVED_EVENTS = "socketio: client events named connect/disconnect dropped"
+CONNECT_FIRST = "socketio: nothing reaches a socket before its CONNECT packet"
 TRIMMED_ENVIRONS = "socketio: environs kept without transport keys"
-INDEXED_ROOMS = "socketio: rooms indexed per socket"
-REDIS_LISTENING = "socketio: Redis listener with fast retries and own channels"
 REFUSED_CONNECTS = "socketio: Admin UI told of refused connects"
 
 
 def apply(server: socketio.Server, allow_event: Callable[[str], bool] | None = None) -> None:
-    """Install the corrections of this app's `server` (the room index and the Redis loop are its
-    manager's base classes; the Admin UI's is installed with the UI, app/realtime/admin_ui.py)."""
+    """Install the corrections of this app's `server` (the Admin UI's is installed with the UI,
+    app/realtime/admin_ui.py)."""
     ignore_reserved_client_events(server, allow_event)
+    connect_packet_first(server)
     keep_trimmed_environ(server)
 
 
@@ -35,9 +31,8 @@ def in_effect(server: socketio.Server) -> list[str]:
     """The names of this module's corrections in effect for `server`."""
     checks = (
         (RESERVED_EVENTS, getattr(server._handle_event, "checks_reserved", False)),
+        (CONNECT_FIRST, getattr(server._handle_connect, "holds_packets", False)),
         (TRIMMED_ENVIRONS, isinstance(server.environ, TrimmedEnvirons)),
-        (INDEXED_ROOMS, isinstance(server.manager, IndexedRoomsMixin)),
-        (REDIS_LISTENING, isinstance(server.manager, ListeningRedisLoop)),
         (REFUSED_CONNECTS, getattr(server._trigger_event, "reports_refused", False)),
     )
     return [name for name, applied in checks if applied]
@@ -76,6 +71,55 @@ def ignore_reserved_client_events(
 
     handle_event.checks_reserved = True
     server._handle_event = handle_event
+
+
+def connect_packet_first(server: socketio.Server) -> None:
+    """Send nothing to a connecting socket before its namespace CONNECT packet.
+
+    Upstream bug: `Server._handle_connect` sends CONNECT only after the connect handler
+    returned, so what the handler emits (`pending_notifications`, `unread_count`), and what
+    other green threads emit to the socket's room meanwhile, reach the client before it knows
+    it is connected; the upstream fix would queue sends to a pre-connected sid in
+    `_handle_connect`, as Node's Socket.IO sends CONNECT before its `connection` handler runs.
+    Clients without a receive buffer (raw websocket clients, some mobile libraries) drop or
+    misread the early events. Here the packets for a socket whose connect is being handled are
+    held, sent in order right after CONNECT, and dropped when the connect is refused.
+    """
+    if getattr(server._handle_connect, "holds_packets", False):
+        return
+    held: dict[str, list] = {}  # eio sid -> Engine.IO packets waiting for CONNECT
+    handle_connect, send_packet = server._handle_connect, server._send_packet
+    send_eio_packet = server._send_eio_packet
+    answers = (sio_packet.CONNECT, sio_packet.CONNECT_ERROR)
+
+    def holding_handle_connect(eio_sid, namespace, data):
+        owner = eio_sid not in held
+        if owner:
+            held[eio_sid] = []
+        try:
+            return handle_connect(eio_sid, namespace, data)
+        finally:
+            if owner:
+                held.pop(eio_sid, None)  # not connected (an error in the handler): dropped
+
+    def answer_then_release(eio_sid, pkt):
+        waiting = held.pop(eio_sid, None) if pkt.packet_type in answers else None
+        send_packet(eio_sid, pkt)
+        if waiting and pkt.packet_type == sio_packet.CONNECT:
+            for eio_pkt in waiting:
+                send_eio_packet(eio_sid, eio_pkt)
+
+    def hold_until_connected(eio_sid, eio_pkt):
+        waiting = held.get(eio_sid) if held else None
+        if waiting is None:
+            return send_eio_packet(eio_sid, eio_pkt)
+        waiting.append(eio_pkt)
+        return None
+
+    holding_handle_connect.holds_packets = True
+    server._handle_connect = holding_handle_connect
+    server._send_packet = answer_then_release
+    server._send_eio_packet = hold_until_connected
 
 
 # Keys of the WSGI environ that describe the HTTP request as a transport (its body stream,
@@ -122,104 +166,6 @@ def keep_trimmed_environ(server: socketio.Server) -> None:
     server.environ = environs
 
 
-class IndexedRoomsMixin(socketio.Manager):
-    """A client manager that keeps, per socket, the rooms it is in.
-
-    Upstream limitation: `basic_disconnect` finds a disconnecting socket's rooms by
-    scanning every room of the namespace (one private room per user and per socket), so
-    disconnects are quadratic in the number of connections; the upstream fix would be this
-    index in `BaseManager`. With it, each disconnect costs a few dict operations.
-    """
-
-    def _index(self) -> dict[tuple[str, str], set]:
-        # initialize() runs on the first connection; be ready before it too
-        if not hasattr(self, "_rooms_of"):
-            self._rooms_of = {}
-        return self._rooms_of
-
-    def basic_enter_room(self, sid, namespace, room, eio_sid=None):
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self._index().setdefault((namespace, sid), set()).add(room)
-
-    def basic_leave_room(self, sid, namespace, room):
-        super().basic_leave_room(sid, namespace, room)
-        rooms = self._index().get((namespace, sid))
-        if rooms is not None:
-            rooms.discard(room)
-            if not rooms:
-                del self._index()[(namespace, sid)]
-
-    def get_rooms(self, sid, namespace):
-        """The rooms a client is in (without the namespace-wide one)."""
-        return [room for room in self._index().get((namespace, sid), ()) if room is not None]
-
-    def basic_disconnect(self, sid, namespace, **kwargs):
-        """The library's `basic_disconnect`, with the room scan replaced by the index."""
-        if namespace not in self.rooms:
-            return
-        for room in list(self._index().get((namespace, sid), ())):
-            self.basic_leave_room(sid, namespace, room)
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            waiting = pending.get(namespace)
-            if waiting and sid in waiting:
-                waiting.remove(sid)
-                if not waiting:
-                    del pending[namespace]
-
-
-class ListeningRedisLoop(socketio.RedisManager):
-    """The Redis manager's listening loop, on the channels `listen_channels()` names.
-
-    The library's loop backs off to a minute between reconnects and listens on the shared
-    channel only; this one retries every RETRY_SECONDS, listens on every channel the
-    subclass names, and tells whether it is subscribed right now (`listening`).
-    """
-
-    listening = False
-    RETRY_SECONDS = 1.0
-    _listener = None  # the PubSub the loop reads (publishing may replace self.pubsub)
-
-    def listen_channels(self) -> list[str]:
-        """The channels to subscribe to (the shared one first)."""
-        return [self.channel]
-
-    def subscribed(self, channels: str) -> None:
-        """Called once subscribed to `channels` (comma-separated)."""
-
-    def start_listening(self) -> None:
-        """Start the subscriber now rather than at the first client connection."""
-        server = self.server
-        if server is not None and not server.manager_initialized:
-            server.manager_initialized = True
-            self.initialize()
-
-    def _redis_listen_with_retries(self):
-        while True:
-            try:
-                self._redis_connect()
-                self._listener = self.pubsub
-                self._listener.subscribe(*self.listen_channels())
-                self.listening = True
-                self.subscribed(", ".join(self.listen_channels()))
-                yield from self._listener.listen()
-            except Exception as exc:  # noqa: BLE001  (any failure: reconnect)
-                metrics.REDIS_ERRORS_QUEUE.inc()
-                if self.listening:
-                    log.warning("message queue: lost the subscription (%s); retrying", exc)
-                self.listening = False
-                time.sleep(self.RETRY_SECONDS)
-
-    def _listen(self):
-        for message in self._redis_listen_with_retries():
-            if message["type"] == "message" and "data" in message:
-                self.arrived(message["channel"], message["data"])
-                yield message["data"]
-
-    def arrived(self, channel: bytes, data) -> None:
-        """Called with each message before the library handles it."""
-
-
 def report_refused_connects(server: socketio.Server, admin_namespace: str) -> None:
     """Tell the Admin UI about a connect that the connect handler refused.
 
@@ -253,37 +199,3 @@ def _refused(server: socketio.Server, namespace: str, sid: str, admin_namespace:
         (namespace, sid, "connection refused", datetime.now(UTC).isoformat()),
         namespace=admin_namespace,
     )
-
-
-class EncodedEvent:
-    """A Socket.IO EVENT packet encoded once, for any ack id.
-
-    The library encodes the whole packet per socket when each has its own ack id (and
-    first walks the data looking for binary parts). The encoding is the packet type, the
-    namespace, the ack id, then the JSON: only the id differs between sockets.
-    """
-
-    def __init__(self, packet_class: type, namespace: str, data: list) -> None:
-        # The library's own encoding of a packet without id and data: type and namespace.
-        # binary=False: notifications are JSON from the database, never bytes.
-        self._head = packet_class(packet.EVENT, namespace=namespace, binary=False).encode()
-        self._json = packet_class.json.dumps(data, separators=(",", ":"))
-        self._shared = None
-
-    def with_id(self, ack_id: int | None) -> str:
-        return self._head + self._json if ack_id is None else f"{self._head}{ack_id}{self._json}"
-
-    def send(self, server: socketio.Server, eio_sid: str, ack_id: int | None = None) -> None:
-        """To one Engine.IO session: with `ack_id`, or the one packet shared by every send without."""
-        if ack_id is not None:
-            message = eio_packet.Packet(eio_packet.MESSAGE, data=self.with_id(ack_id))
-        else:
-            if self._shared is None:
-                self._shared = eio_packet.Packet(eio_packet.MESSAGE, data=self.with_id(None))
-            message = self._shared
-        server._send_eio_packet(eio_sid, message)
-
-
-def ack_id(manager: socketio.Manager, sid: str, callback: Callable) -> int:
-    """An acknowledgement id for a send to `sid`, calling `callback` when the client answers."""
-    return manager._generate_ack_id(sid, callback)

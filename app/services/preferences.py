@@ -1,0 +1,57 @@
+"""Per-user preferences: the categories a user muted, stored and shared by every process."""
+
+from collections.abc import Iterable
+
+from sqlalchemy import delete, insert, select
+
+from app.extensions import db, socketio
+from app.models import MutedCategory
+from app.protocol import NAMESPACE, PREFERENCES_UPDATED, user_room
+
+LOOKUP_BATCH = 1000  # users per muted-category read
+
+
+def muted(user_id: str) -> list[str]:
+    """The categories `user_id` muted, sorted."""
+    return list(
+        db.session.scalars(
+            select(MutedCategory.category)
+            .where(MutedCategory.user_id == user_id)
+            .order_by(MutedCategory.category)
+        )
+    )
+
+
+def set_muted(user_id: str, categories: list[str]) -> list[str]:
+    """Replace the user's muted categories (validated names, no duplicates) in one transaction.
+
+    Every socket of the user, on any process, gets `preferences_updated` with the new list.
+    Rows already stored are not touched: muting applies to what is sent from now on.
+    """
+    wanted = sorted(categories)
+    try:
+        db.session.execute(delete(MutedCategory).where(MutedCategory.user_id == user_id))
+        if wanted:
+            db.session.execute(insert(MutedCategory), [{"user_id": user_id, "category": c} for c in wanted])
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    socketio.emit(PREFERENCES_UPDATED, {"muted": wanted}, to=user_room(user_id), namespace=NAMESPACE)
+    return wanted
+
+
+def muting(category: str, user_ids: Iterable[str]) -> set[str]:
+    """Which of `user_ids` muted `category` (read in batches; served by the category's index)."""
+    users = list(user_ids)
+    found: set[str] = set()
+    for start in range(0, len(users), LOOKUP_BATCH):
+        found.update(
+            db.session.scalars(
+                select(MutedCategory.user_id).where(
+                    MutedCategory.category == category,
+                    MutedCategory.user_id.in_(users[start : start + LOOKUP_BATCH]),
+                )
+            )
+        )
+    return found

@@ -1,29 +1,22 @@
 """The library corrections of app/realtime/patches/ are in effect in the server of `python wsgi.py`."""
 
-from app.realtime.patches import (
-    engineio,
-    eventlet,
-    flask_jwt_extended,
-    flask_socketio,
-    socketio,
-    socketio_manager,
-)
+from app.realtime import patches
 from tests.support.logs import CORRECTIONS_IN_EFFECT
 
 # Every correction that applies to the default server (one process, no Admin UI).
 EXPECTED = {
-    eventlet.SMALL_READ_BUFFERS,
-    eventlet.REQUEST_DEADLINES,
-    engineio.MALFORMED_PACKETS,
-    engineio.CLOSE_WITHOUT_WAITING,
-    engineio.PING_SCHEDULER,
-    eventlet.COMPRESSION,
-    socketio.RESERVED_EVENTS,
-    socketio.CONNECT_FIRST,
-    socketio.TRIMMED_ENVIRONS,
-    socketio_manager.INDEXED_ROOMS,
-    flask_socketio.PATH_RULE,
-    flask_jwt_extended.TOKEN_CACHE,
+    patches.eventlet.SMALL_READ_BUFFERS,
+    patches.eventlet.REQUEST_DEADLINES,
+    patches.engineio.MALFORMED_PACKETS,
+    patches.engineio.CLOSE_WITHOUT_WAITING,
+    patches.engineio.PING_SCHEDULER,
+    patches.eventlet.COMPRESSION,
+    patches.socketio.RESERVED_EVENTS,
+    patches.socketio.CONNECT_FIRST,
+    patches.socketio.TRIMMED_ENVIRONS,
+    patches.socketio_manager.INDEXED_ROOMS,
+    patches.flask_socketio.PATH_RULE,
+    patches.flask_jwt_extended.TOKEN_CACHE,
 }
 
 

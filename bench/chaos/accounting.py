@@ -147,10 +147,13 @@ def account(
     return tallies
 
 
-def broken(tallies: dict[str, Tally]) -> list[str]:
-    """The guarantees the run saw broken, in words; none when it passed."""
+def broken(tallies: dict[str, Tally], max_duplicates: float = 1.0) -> list[str]:
+    """The guarantees the run saw broken, in words; none when it passed. `max_duplicates`: the largest
+    share of acknowledging clients' notifications received twice that passes."""
     ack, plain = tallies["acknowledging"], tallies["plain"]
     problems = []
+    if ack.duplicate_rate > max_duplicates:
+        problems.append(f"{ack.duplicate_rate:.2%} of acknowledging clients' notifications received twice")
     if ack.lost:
         problems.append(f"{ack.lost} notification(s) of acknowledging clients lost")
     if ack.stuck:

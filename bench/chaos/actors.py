@@ -16,7 +16,7 @@ from tests.support.server import ServerProcess
 from tests.support.tokens import bearer
 from tests.support.wire import ADMIN_ROUTE
 
-WAYS = ("clean", "drop", "silent", "move")  # how a user leaves a connection
+WAYS = ("clean", "drop", "silent", "move", "linger")  # how a user leaves a connection
 CLOSED_BY_SERVER = "closed by the server"  # a process stopped or killed under it
 FINAL = "final"
 CONNECT_RETRY = (0.2, 0.5)  # seconds before trying again when no process took a connection
@@ -42,6 +42,7 @@ class Connection:
     ended: float | None = None
     how: str = ""  # one of WAYS, CLOSED_BY_SERVER or FINAL
     closed: float | None = None
+    lingers: float = 0.0  # seconds a lingering connection stays silent before it dies
 
     @property
     def until(self) -> float:
@@ -51,7 +52,7 @@ class Connection:
             return self.closed
         if self.ended is None:
             return float("inf")
-        return self.ended + (PING_CYCLE if self.how == "silent" else 0.0)
+        return self.ended + (PING_CYCLE if self.how == "silent" else self.lingers)
 
     def open_at(self, moment: float, margin: float = 0.0) -> bool:
         return self.opened - margin <= moment <= self.until + margin
@@ -111,13 +112,19 @@ class User:
             connection.client.drop()
         elif how == "silent":
             connection.client.go_silent()
+        elif how == "linger":  # silent, then the network path breaks
+            connection.lingers = self.rng.uniform(self.settings.min_linger, self.settings.max_linger)
+            connection.client.go_silent()
+            dies = threading.Timer(connection.lingers, connection.client.drop)
+            dies.daemon = True
+            dies.start()
         elif how != CLOSED_BY_SERVER:
             connection.client.close()
 
     def _way(self) -> str:
-        silent = self.settings.silent
-        other = (1 - silent) / 3
-        return self.rng.choices(WAYS, weights=(other, other, silent, other))[0]
+        silent, linger = self.settings.silent, self.settings.linger
+        other = (1 - silent - linger) / 3
+        return self.rng.choices(WAYS, weights=(other, other, silent, other, linger))[0]
 
     def _wait(self, seconds: float, stop: threading.Event, connection: Connection | None = None) -> None:
         """Wait `seconds`, or until the run stops, or until the server closes `connection`."""
@@ -145,7 +152,7 @@ class User:
                 self._wait(self.rng.uniform(*CONNECT_RETRY), stop)
                 continue
             way = self._way()
-            if way == "move":  # the new connection first, then the old one closes
+            if way in ("move", "linger"):  # the new connection first, then the old one ends
                 moved_to = self.connect(avoid=connection.server)
                 self.leave(connection, way)
                 connection = moved_to

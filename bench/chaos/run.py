@@ -186,7 +186,7 @@ def run(
         paths = deployment.log_paths()
     read_closes(chaos.users, paths)
     tallies = account(chaos.users, stored, chaos.poster.created, settings.confirm_timeout)
-    problems = broken(tallies)
+    problems = broken(tallies, settings.max_duplicates)
     report = chaos.report(stored, tallies, problems, unsettled, no_final, chaos_seconds)
     details = {kind: tally.details for kind, tally in tallies.items()}
     (workdir / "problems.json").write_text(json.dumps(details, indent=1) + "\n")

@@ -21,6 +21,23 @@ class Settings:
         default=0.03,
         metadata={"help": "share of departures that go silent (the server keeps each to its ping timeout)"},
     )
+    linger: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of departures that move to the other process while the old connection stays "
+            "silent for a while, then dies (a phone switching from Wi-Fi to mobile data)"
+        },
+    )
+    min_linger: float = field(
+        default=2.0, metadata={"help": "shortest silence of a lingering connection, seconds"}
+    )
+    max_linger: float = field(
+        default=15.0, metadata={"help": "longest silence of a lingering connection, seconds"}
+    )
+    max_duplicates: float = field(
+        default=1.0,
+        metadata={"help": "largest share of acknowledging clients' notifications received twice that passes"},
+    )
     presence_ttl: int = field(default=3, metadata={"help": "the servers' PRESENCE_TTL, seconds"})
     confirm_timeout: int = field(
         default=5, metadata={"help": "the servers' DELIVERY_CONFIRM_TIMEOUT, seconds"}
@@ -39,7 +56,8 @@ class Settings:
         return (
             f"seed {self.seed}; {self.users} users (every other one acknowledging); {self.rate:g} POST/s to "
             f"1-3 users each for {self.duration:g} s; stays {self.min_stay:g}-{self.max_stay:g} s, pauses "
-            f"{self.min_pause:g}-{self.max_pause:g} s, {self.silent:.0%} of departures silent; PRESENCE_TTL "
+            f"{self.min_pause:g}-{self.max_pause:g} s, {self.silent:.0%} of departures silent, "
+            f"{self.linger:.0%} moves lingering {self.min_linger:g}-{self.max_linger:g} s; PRESENCE_TTL "
             f"{self.presence_ttl} s, DELIVERY_CONFIRM_TIMEOUT {self.confirm_timeout} s"
         )
 

@@ -16,6 +16,9 @@
 // user, entered while connected, is handed to the live socket with
 // `refresh_token` instead of reconnecting. When the server ends the session
 // with `token_expired`, the page asks for a new token and does not reconnect.
+//
+// Categories and topics (contract v3): each item shows its category (`general`
+// when the object has none) and its topic (when it has one).
 "use strict";
 
 (function () {
@@ -40,6 +43,8 @@
   // The server closes the socket right after token_expired; should that close
   // not come, the page closes the socket itself after this long.
   const EXPIRED_CLOSE_GRACE_MS = 3000;
+  // The category of a notification object that has none (app/protocol.py DEFAULT_CATEGORY).
+  const DEFAULT_CATEGORY = "general";
 
   const el = {
     form: document.getElementById("connect-form"),
@@ -131,6 +136,9 @@
   }
 
   const rank = (n) => STATUS_RANK[n.status] ?? -1;
+  // Objects from a server without contract v3 have neither field: `general`, no topic.
+  const categoryOf = (n) => (typeof n.category === "string" && n.category ? n.category : DEFAULT_CATEGORY);
+  const topicOf = (n) => (typeof n.topic === "string" && n.topic ? n.topic : null);
   const isUnread = (n) => n.status !== "READ";
 
   // Orders two ISO 8601 times of the server (same format, microseconds).
@@ -327,11 +335,29 @@
     renderUnread();
   }
 
+  // A label chip: "<kind> <name>", the kind for screen readers only.
+  function tag(kind, name) {
+    const span = document.createElement("span");
+    span.className = "tag " + kind;
+    const label = document.createElement("span");
+    label.className = "visually-hidden";
+    label.textContent = kind + " ";
+    const value = document.createElement("span");
+    value.className = "tag-name";
+    value.textContent = name;
+    span.append(label, value);
+    return span;
+  }
+
   function renderItem(n) {
     const li = document.createElement("li");
     li.className = "notification";
     li.dataset.id = n.id;
     li.dataset.status = n.status;
+    const category = categoryOf(n);
+    const topic = topicOf(n);
+    li.dataset.category = category;
+    if (topic !== null) li.dataset.topic = topic;
 
     const message = document.createElement("p");
     message.className = "message";
@@ -362,7 +388,9 @@
     created.textContent = formatTime(n.createdAt);
     created.title = n.createdAt;
 
-    const parts = [status, created];
+    const parts = [tag("category", category)];
+    if (topic !== null) parts.push(tag("topic", topic));
+    parts.push(status, created);
     if (n.status === "READ" && typeof n.readAt === "string") {
       const readAt = document.createElement("time");
       readAt.className = "read-at";

@@ -641,3 +641,53 @@ def test_data_url_becomes_a_link_only_when_it_is_http(page, live_server):
     expect(page.locator("#notifications > li.notification")).to_have_count(everything, timeout=WAIT_MS)
     expect(page.locator("#notifications a")).to_have_count(2, timeout=WAIT_MS)
     expect(item(page, "Deploy finished").locator("a")).to_have_attribute("href", url, timeout=WAIT_MS)
+
+
+# ---- categories, preferences and topics (contract v3) ------------------------------------------
+
+
+def expect_tags(entry, category, topic):
+    """A list item shows `category` and `topic` (None: no topic shown)."""
+    expect(entry).to_have_attribute("data-category", category, timeout=WAIT_MS)
+    expect(entry.locator(".category .tag-name")).to_have_text(category, timeout=WAIT_MS)
+    if topic is None:
+        expect(entry.locator(".topic")).to_have_count(0, timeout=WAIT_MS)
+    else:
+        expect(entry).to_have_attribute("data-topic", topic, timeout=WAIT_MS)
+        expect(entry.locator(".topic .tag-name")).to_have_text(topic, timeout=WAIT_MS)
+
+
+def test_category_and_topic_of_the_history_are_shown_as_text(page, live_server):
+    """The page's rendering of the v3 fields, whatever the server in front of it sends yet:
+    the history answer gets them added on its way to the page."""
+    payload = '<img src=x onerror="window.__xss=1">'
+    added = {
+        "with both": {"category": "deploys", "topic": "releases"},
+        "direct": {"category": payload, "topic": None},
+        "old shape": {},  # no category, no topic: `general`, no topic
+    }
+
+    def add_fields(route):
+        response = route.fetch()
+        body = response.json()
+        for notification in body:
+            notification.pop("category", None)
+            notification.pop("topic", None)
+            notification.update(added[notification["message"]])
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(r".*/v1/notifications$"), add_fields)
+    for message in added:
+        live_server.send(["paul"], message)
+    open_client(page, live_server)
+    connect(page, live_server.token("paul"))
+
+    expect(page.locator("#notifications > li.notification")).to_have_count(3, timeout=WAIT_MS)
+    expect_tags(item(page, "with both"), "deploys", "releases")
+    expect_tags(item(page, "direct"), payload, None)
+    expect_tags(item(page, "old shape"), "general", None)
+    expect(item(page, "with both").locator(".category")).to_have_text("category deploys", timeout=WAIT_MS)
+    expect(item(page, "with both").locator(".topic")).to_have_text("topic releases", timeout=WAIT_MS)
+    expect(page.locator("img")).to_have_count(0, timeout=WAIT_MS)
+    page.wait_for_timeout(500)  # give a (wrongly) created image time to fail and fire onerror
+    assert page.evaluate("typeof window.__xss") == "undefined"

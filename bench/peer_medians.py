@@ -39,7 +39,10 @@ def figure(run: dict, target: str, scenario: str, path: str) -> float | None:
 
 
 def table(runs: list[dict]) -> list[str]:
-    lines = ["| metric | peer | ours | ours/peer (median of same-run ratios) | runs |", "|---|---|---|---|---|"]
+    lines = [
+        "| metric | peer | ours | ours/peer (median of same-run ratios) | runs |",
+        "|---|---|---|---|---|",
+    ]
     for scenario, path, label in METRICS:
         pairs = [(figure(r, "peer", scenario, path), figure(r, "flask", scenario, path)) for r in runs]
         pairs = [(p, o) for p, o in pairs if p is not None and o is not None]

@@ -16,6 +16,14 @@
 // user, entered while connected, is handed to the live socket with
 // `refresh_token` instead of reconnecting. When the server ends the session
 // with `token_expired`, the page asks for a new token and does not reconnect.
+//
+// Categories and topics (contract v3): each item shows its category (`general`
+// when the object has none) and its topic (when it has one). The Preferences
+// panel lists every category seen this session, in a notification or in the
+// muted list, with a toggle that PUTs the whole new muted list; the server's
+// list (its answer, or `preferences_updated` from any tab of the user) is what
+// the panel shows. The Topics panel lists the user's topics, each with a
+// Leave button. Both are loaded on every connect.
 "use strict";
 
 (function () {
@@ -30,6 +38,7 @@
     NOTIFICATION_UPDATED: "notification_updated",
     NOTIFICATION_DELETED: "notification_deleted",
     NOTIFICATIONS_READ_ALL: "notifications_read_all",
+    PREFERENCES_UPDATED: "preferences_updated",
   });
   // Ranks let a merge never move a notification backwards (see merge()).
   const STATUS_RANK = { PENDING: 0, DELIVERED: 1, READ: 2 };
@@ -40,6 +49,8 @@
   // The server closes the socket right after token_expired; should that close
   // not come, the page closes the socket itself after this long.
   const EXPIRED_CLOSE_GRACE_MS = 3000;
+  // The category of a notification object that has none (app/protocol.py DEFAULT_CATEGORY).
+  const DEFAULT_CATEGORY = "general";
 
   const el = {
     form: document.getElementById("connect-form"),
@@ -55,6 +66,12 @@
     badge: document.getElementById("unread-badge"),
     unreadCount: document.getElementById("unread-count"),
     markAllRead: document.getElementById("mark-all-read"),
+    categories: document.getElementById("categories"),
+    categoriesEmpty: document.getElementById("categories-empty"),
+    preferencesStatus: document.getElementById("preferences-status"),
+    topics: document.getElementById("topics"),
+    topicsEmpty: document.getElementById("topics-empty"),
+    topicsStatus: document.getElementById("topics-status"),
   };
 
   let socket = null;           // the current Socket.IO connection, if any
@@ -69,6 +86,14 @@
   const items = new Map();     // notification id -> notification object
   // Ids deleted during this session: a late snapshot (history, event) must not bring one back.
   const deleted = new Set();
+  let muted = null;            // the server's muted categories, sorted (null until loaded)
+  // Every category seen this session (in a notification or in the muted list): one
+  // unmuted here stays listed, so the toggle can be undone.
+  const categories = new Set();
+  let savingPreferences = false; // a PUT /v1/preferences is waiting for its answer
+  let preferenceEvents = 0;    // preferences_updated events received this session
+  let topics = null;           // the user's topics, sorted (null until loaded)
+  const leaving = new Set();   // topics whose DELETE is waiting for its answer
 
   // ---- small helpers -------------------------------------------------------
 
@@ -131,6 +156,10 @@
   }
 
   const rank = (n) => STATUS_RANK[n.status] ?? -1;
+  // Objects from a server without contract v3 have neither field: `general`, no topic.
+  const categoryOf = (n) => (typeof n.category === "string" && n.category ? n.category : DEFAULT_CATEGORY);
+  const topicOf = (n) => (typeof n.topic === "string" && n.topic ? n.topic : null);
+  const strings = (list) => (Array.isArray(list) ? list.filter((x) => typeof x === "string") : null);
   const isUnread = (n) => n.status !== "READ";
 
   // Orders two ISO 8601 times of the server (same format, microseconds).
@@ -223,32 +252,35 @@
 
   // ---- REST ----------------------------------------------------------------
 
-  // Calls the API with the current session's token. Resolves to the parsed
-  // JSON body (null for 204); rejects with an Error carrying the server's
-  // human-readable message.
-  async function api(method, path) {
+  // Calls the API with the current session's token, sending `body` (if any)
+  // as JSON. Resolves to the parsed JSON body (null for 204); rejects with an
+  // Error carrying the server's human-readable message.
+  async function api(method, path, body) {
     if (!sessionToken) throw new Error("Not connected: enter a token and connect first.");
+    const headers = { Authorization: "Bearer " + sessionToken, Accept: "application/json" };
+    const init = { method, headers };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
     let response;
     try {
-      response = await fetch(path, {
-        method,
-        headers: { Authorization: "Bearer " + sessionToken, Accept: "application/json" },
-      });
+      response = await fetch(path, init);
     } catch (e) {
       throw new Error("Network error: " + e.message);
     }
     if (response.status === 204) return null;
-    let body = null;
+    let answer = null;
     try {
-      body = await response.json();
+      answer = await response.json();
     } catch (e) {
       /* a non-JSON body (e.g. a proxy error page) */
     }
     if (!response.ok) {
-      const message = body && body.message ? body.message : response.status + " " + response.statusText;
+      const message = answer && answer.message ? answer.message : response.status + " " + response.statusText;
       throw new Error(message);
     }
-    return body;
+    return answer;
   }
 
   // ---- the list --------------------------------------------------------------
@@ -263,8 +295,10 @@
   // it is a snapshot of an unknown moment, which the server's count (sent after
   // connect and after every change) already covers.
   function merge(notifications, { count = false, countNew = false } = {}) {
+    const knownCategories = categories.size;
     for (const n of notifications) {
       if (!n || typeof n.id !== "string" || deleted.has(n.id)) continue;
+      categories.add(categoryOf(n));
       const known = items.get(n.id);
       if (known && rank(n) < rank(known)) continue;
       items.set(n.id, n);
@@ -272,6 +306,7 @@
       else if (!known && countNew && isUnread(n)) addUnread(1);
     }
     render();
+    if (categories.size !== knownCategories) renderPreferences();
   }
 
   // Takes a notification out of the list for good (deleted here or elsewhere).
@@ -327,11 +362,29 @@
     renderUnread();
   }
 
+  // A label chip: "<kind> <name>", the kind for screen readers only.
+  function tag(kind, name) {
+    const span = document.createElement("span");
+    span.className = "tag " + kind;
+    const label = document.createElement("span");
+    label.className = "visually-hidden";
+    label.textContent = kind + " ";
+    const value = document.createElement("span");
+    value.className = "tag-name";
+    value.textContent = name;
+    span.append(label, value);
+    return span;
+  }
+
   function renderItem(n) {
     const li = document.createElement("li");
     li.className = "notification";
     li.dataset.id = n.id;
     li.dataset.status = n.status;
+    const category = categoryOf(n);
+    const topic = topicOf(n);
+    li.dataset.category = category;
+    if (topic !== null) li.dataset.topic = topic;
 
     const message = document.createElement("p");
     message.className = "message";
@@ -362,7 +415,9 @@
     created.textContent = formatTime(n.createdAt);
     created.title = n.createdAt;
 
-    const parts = [status, created];
+    const parts = [tag("category", category)];
+    if (topic !== null) parts.push(tag("topic", topic));
+    parts.push(status, created);
     if (n.status === "READ" && typeof n.readAt === "string") {
       const readAt = document.createElement("time");
       readAt.className = "read-at";
@@ -452,6 +507,188 @@
     }
   }
 
+  // ---- preferences: muted categories ------------------------------------------
+
+  // Puts `rows` (elements with data-key) in `list` in that order, creating none and
+  // moving as few as possible: a focused button that stays in the list keeps its focus.
+  function placeRows(list, rows) {
+    const wanted = new Set(rows);
+    for (const child of Array.from(list.children)) if (!wanted.has(child)) child.remove();
+    rows.forEach((row, i) => {
+      if (list.children[i] !== row) list.insertBefore(row, list.children[i] || null);
+    });
+  }
+
+  // A button that cannot be used now: `disabled` while there is no session, only
+  // aria-disabled while a request waits (a disabled button loses the keyboard focus).
+  function setUsable(button, { session: hasSession, busy }) {
+    button.disabled = !hasSession;
+    if (busy) button.setAttribute("aria-disabled", "true");
+    else button.removeAttribute("aria-disabled");
+  }
+
+  function rowsByKey(list) {
+    return new Map(Array.from(list.children, (row) => [row.dataset.key, row]));
+  }
+
+  function categoryRow(name) {
+    const li = document.createElement("li");
+    li.className = "preference";
+    li.dataset.key = name;
+    li.dataset.category = name;
+    const label = document.createElement("span");
+    label.className = "category-name";
+    label.textContent = name;
+    const state = document.createElement("span");
+    state.className = "preference-state";
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "mute-toggle";
+    toggle.addEventListener("click", () => toggleMute(name));
+    li.append(label, state, toggle);
+    return li;
+  }
+
+  function renderPreferences() {
+    const existing = rowsByKey(el.categories);
+    const rows = Array.from(categories).sort().map((name) => {
+      const li = existing.get(name) || categoryRow(name);
+      const isMuted = muted !== null && muted.includes(name);
+      li.dataset.muted = String(isMuted);
+      li.querySelector(".preference-state").textContent = isMuted ? "muted" : "not muted";
+      const toggle = li.querySelector(".mute-toggle");
+      toggle.textContent = isMuted ? "Unmute" : "Mute";
+      toggle.setAttribute("aria-label", (isMuted ? "Unmute " : "Mute ") + name);
+      setUsable(toggle, { session: muted !== null && Boolean(sessionToken), busy: savingPreferences });
+      return li;
+    });
+    placeRows(el.categories, rows);
+    el.categoriesEmpty.hidden = rows.length > 0;
+    el.categoriesEmpty.textContent =
+      muted === null && !sessionToken
+        ? "Connect to see your preferences."
+        : "No categories yet: they appear here with your notifications.";
+  }
+
+  // The server's list (an answer or an event) becomes the panel's.
+  function setMuted(list) {
+    const names = strings(list);
+    if (names === null) return;
+    muted = names;
+    for (const name of names) categories.add(name);
+    el.preferencesStatus.textContent = names.length ? "Muted: " + names.join(", ") + "." : "Nothing muted.";
+    renderPreferences();
+  }
+
+  // A preferences_updated received after a request was sent is at least as new as
+  // its answer, or else is followed by the event of this very change (the server
+  // sends it to every socket of the user, this one too): either way the events
+  // leave the panel at the server's latest list, so the answer is not applied over them.
+  async function loadPreferences() {
+    const current = session;
+    const events = preferenceEvents;
+    try {
+      const answer = await api("GET", "/v1/preferences");
+      if (current === session && events === preferenceEvents) setMuted(answer && answer.muted);
+    } catch (e) {
+      if (current === session) showError("Could not load the preferences: " + e.message);
+    }
+  }
+
+  async function toggleMute(name) {
+    if (muted === null || savingPreferences) return;
+    clearError();
+    const wanted = muted.includes(name) ? muted.filter((c) => c !== name) : [...muted, name].sort();
+    savingPreferences = true;
+    renderPreferences();
+    const current = session;
+    const events = preferenceEvents;
+    try {
+      const answer = await api("PUT", "/v1/preferences", { muted: wanted });
+      if (current === session && events === preferenceEvents) setMuted(answer && answer.muted);
+    } catch (e) {
+      if (current === session) showError("Could not change the preferences: " + e.message);
+    } finally {
+      if (current === session) {
+        savingPreferences = false;
+        renderPreferences();
+      }
+    }
+  }
+
+  // ---- topics ------------------------------------------------------------------
+
+  function topicRow(name) {
+    const li = document.createElement("li");
+    li.className = "topic-entry";
+    li.dataset.key = name;
+    li.dataset.topic = name;
+    const label = document.createElement("span");
+    label.className = "topic-name";
+    label.textContent = name;
+    const leave = document.createElement("button");
+    leave.type = "button";
+    leave.className = "leave";
+    leave.textContent = "Leave";
+    leave.setAttribute("aria-label", "Leave " + name);
+    leave.addEventListener("click", () => leaveTopic(name, leave));
+    li.append(label, leave);
+    return li;
+  }
+
+  function renderTopics() {
+    const existing = rowsByKey(el.topics);
+    const rows = (topics || []).map((name) => {
+      const li = existing.get(name) || topicRow(name);
+      setUsable(li.querySelector(".leave"), { session: Boolean(sessionToken), busy: leaving.has(name) });
+      return li;
+    });
+    placeRows(el.topics, rows);
+    el.topicsEmpty.hidden = rows.length > 0;
+    el.topicsEmpty.textContent =
+      topics === null && !sessionToken ? "Connect to see your topics." : "You are in no topics.";
+  }
+
+  async function loadTopics() {
+    const current = session;
+    try {
+      const answer = await api("GET", "/v1/topics");
+      const names = strings(answer && answer.topics);
+      if (current === session && names !== null) {
+        topics = names.filter((name) => !leaving.has(name));
+        renderTopics();
+      }
+    } catch (e) {
+      if (current === session) showError("Could not load the topics: " + e.message);
+    }
+  }
+
+  async function leaveTopic(name, button) {
+    if (leaving.has(name)) return;
+    clearError();
+    leaving.add(name);
+    renderTopics();
+    const current = session;
+    try {
+      await api("DELETE", "/v1/topics/" + encodeURIComponent(name));
+      if (current !== session) return;
+      // The row goes away: its focused button hands the focus to a neighbour's.
+      const row = button.closest("li");
+      const neighbour = row && (row.nextElementSibling || row.previousElementSibling);
+      const hadFocus = document.activeElement === button;
+      topics = (topics || []).filter((t) => t !== name);
+      el.topicsStatus.textContent = "Left " + name + ".";
+      leaving.delete(name);
+      renderTopics();
+      if (hadFocus && neighbour) neighbour.querySelector(".leave").focus();
+    } catch (e) {
+      if (current !== session) return;
+      showError("Could not leave " + name + ": " + e.message);
+      leaving.delete(name);
+      renderTopics();
+    }
+  }
+
   // ---- Socket.IO -----------------------------------------------------------
 
   function connect(token) {
@@ -462,9 +699,19 @@
     deleted.clear();
     unread = null;
     readingAll = false;
+    muted = null; // so are its preferences and topics
+    categories.clear();
+    savingPreferences = false;
+    preferenceEvents = 0;
+    topics = null;
+    leaving.clear();
+    el.preferencesStatus.textContent = "";
+    el.topicsStatus.textContent = "";
     const claims = decodeClaims(token);
     sessionToken = token;
     render();
+    renderPreferences();
+    renderTopics();
     sessionSub = claimSub(claims);
     sessionExp = claimExp(claims);
 
@@ -483,6 +730,8 @@
       setState("connected");
       startExpiryClock();
       loadHistory();
+      loadPreferences();
+      loadTopics();
     });
     s.on("connect_error", (err) => {
       if (s !== socket) return;
@@ -514,7 +763,9 @@
       sessionToken = null;
       refreshing = false;
       el.connect.disabled = false;
-      renderUnread(); // no token: nothing can be marked read any more
+      renderUnread(); // no token: nothing can be marked read, muted or left any more
+      renderPreferences();
+      renderTopics();
       stopExpiryClock();
       setState("expired", "session ended: token expired");
       showError("The session ended because the access token expired. Enter a new token and press Connect.");
@@ -550,6 +801,12 @@
       if (s !== socket || !payload) return;
       if (Number.isInteger(payload.count)) addUnread(-payload.count);
       applyReadAll(payload.readAt);
+    });
+    // The muted list changed (in another tab, or this one): the server's list, as it is now.
+    s.on(EVENTS.PREFERENCES_UPDATED, (payload) => {
+      if (s !== socket || !payload || strings(payload.muted) === null) return;
+      preferenceEvents += 1;
+      setMuted(payload.muted);
     });
   }
 
@@ -634,4 +891,6 @@
     setState("disconnected");
   }
   render();
+  renderPreferences();
+  renderTopics();
 })();

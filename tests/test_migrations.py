@@ -77,7 +77,8 @@ def test_rows_stored_before_categories_existed_become_general(database_uri):
             )
         upgrade()
         with db.engine.connect() as conn:
-            stored = conn.execute(text("SELECT category, topic FROM notifications")).all()
-            assert stored == [("general", None)]
+            assert conn.execute(text("SELECT category, topic FROM notifications")).all() == [
+                ("general", None)
+            ]
         downgrade(revision="base")
         db.engine.dispose()

@@ -38,6 +38,14 @@ class NotFoundError(DomainError):
     code = "not_found"
 
 
+def _string_keys(details):
+    """marshmallow's messages with every key a string: a list's item errors are keyed by index,
+    and a list with both item errors and its own (`_schema`) would not serialize."""
+    if isinstance(details, dict):
+        return {str(key): _string_keys(value) for key, value in details.items()}
+    return details
+
+
 def error_response(status: int, code: str, message: str, details=None, headers=None):
     """Build the `{"error", "message"[, "details"]}` response (with `headers`, when given).
 
@@ -89,7 +97,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError):
-        return error_response(400, "validation_error", "The request is not valid.", exc.messages)
+        return error_response(
+            400, "validation_error", "The request is not valid.", _string_keys(exc.messages)
+        )
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):

@@ -149,3 +149,11 @@ def test_topic_lists_are_the_admins(client, auth_header):
 def test_bad_subscriber_pages_are_400(client, auth_header, query):
     answer = client.get(SUBSCRIBERS.format("deploys") + "?" + query, headers=auth_header("ops", admin=True))
     assert_error(answer, 400, "validation_error")
+
+
+def test_a_list_with_both_item_errors_and_too_many_items_gets_a_400(client, auth_header):
+    body = {"muted": ["0", 0] * 51}
+    answer = assert_error(
+        client.put("/v1/preferences", json=body, headers=auth_header("alice")), 400, "validation_error"
+    )
+    assert "1" in answer["details"]["muted"]

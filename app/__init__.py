@@ -18,6 +18,7 @@ from app.api.topics import bp as topics_bp
 from app.auth import init_jwt
 from app.cli import register_commands
 from app.delivery import Confirmations, Delivery
+from app.delivery.fanout import Fanout
 from app.errors import register_error_handlers
 from app.extensions import db, jwt, migrate, socketio
 from app.limits import RateLimits
@@ -145,6 +146,7 @@ def register_delivery(app: Flask, queue: ListeningRedisManager | None) -> None:
     delivery = Delivery(store, presence, transport, confirmations, app.config)
     socketio.server.manager.tracker = delivery.tracker
     app.extensions["delivery"] = delivery
+    app.extensions["fanout"] = Fanout(delivery, store, transport, app.config["TOPIC_SEND_BATCH"])
 
 
 # A pooled connection idle longer than this is tested before use (seconds).

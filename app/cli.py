@@ -28,17 +28,17 @@ def _server_url() -> str:
     return f"http://{host}:{current_app.config['PORT']}"
 
 
-def _send_through_server(user_ids: list[str], message: str) -> list[dict] | None:
-    """POST to the running server so its connected users get it live; None if none runs.
+def _send_through_server(body: dict) -> dict | None:
+    """POST `body` to the running server so its connected users get it live; its answer, or None
+    if no server runs.
 
     Without a message queue only the server process knows who is connected, so
     the CLI hands the notification to it over its own admin API.
     """
     url = f"{_server_url()}/v1/admin/notifications"
-    body = json.dumps({"userIds": user_ids, "message": message}).encode()
     request = urllib.request.Request(
         url,
-        data=body,
+        data=json.dumps(body).encode(),
         method="POST",
         headers={
             "Content-Type": "application/json",
@@ -46,8 +46,8 @@ def _send_through_server(user_ids: list[str], message: str) -> list[dict] | None
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)["notifications"]
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.load(response)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
         raise click.ClickException(f"the server at {url} refused: {exc.code} {detail}") from exc
@@ -57,32 +57,60 @@ def _send_through_server(user_ids: list[str], message: str) -> list[dict] | None
         raise click.ClickException(f"could not reach the server at {url}: {exc.reason}") from exc
 
 
+def _send_here(data: dict) -> dict:
+    """Store and send from this process; the answer the admin route would give."""
+    content = {"category": data["category"]}
+    if "topic" in data:
+        return delivery.fanout().to_topic(data["topic"], data["message"], **content).to_wire()
+    sent = delivery.fanout().to_users(data["user_ids"], data["message"], **content)
+    return {"notifications": [notification_to_wire(n) for n in sent.created], "skipped": sent.skipped}
+
+
+def _summary(answer: dict) -> str:
+    if "topic" in answer:
+        return (
+            f"topic {answer['topic']}: recipients {answer['recipients']}, delivered live "
+            f"{answer['delivered']}, pending {answer['pending']}, skipped {answer['skipped']}"
+        )
+    statuses = answer["notifications"]
+    delivered = sum(1 for n in statuses if n["status"] == NotificationStatus.DELIVERED.value)
+    line = f"created {len(statuses)}, delivered live {delivered}, pending {len(statuses) - delivered}"
+    skipped = len(answer.get("skipped", ()))
+    return line + (f", skipped {skipped} (muted the category)" if skipped else "")
+
+
 @click.command("send-notification")
 @with_appcontext
-@click.option("--user", "users", multiple=True, required=True, help="Target user id (repeatable).")
+@click.option("--user", "users", multiple=True, help="Target user id (repeatable).")
+@click.option("--topic", default=None, help="Send to the users in this topic instead.")
+@click.option("--category", default=None, help="The notification's category (default: general).")
 @click.argument("message")
-def send_notification(users: tuple[str, ...], message: str) -> None:
-    """Send MESSAGE to each --user: live to connected users, otherwise stored PENDING.
+def send_notification(users: tuple[str, ...], topic: str | None, category: str | None, message: str) -> None:
+    """Send MESSAGE to each --user, or to a --topic's users: live to connected users, else PENDING.
 
     With a message queue it writes and emits itself; without one it hands the
     notification to the server at HOST:PORT, the only process that knows its sockets.
     """
+    body: dict = {"message": message}
+    if users:
+        body["userIds"] = list(users)
+    if topic is not None:
+        body["topic"] = topic
+    if category is not None:
+        body["category"] = category
     try:
-        data = CreateNotificationsSchema().load({"userIds": list(users), "message": message})
+        data = CreateNotificationsSchema().load(body)
     except ValidationError as exc:
         raise click.ClickException(f"invalid input: {json.dumps(exc.messages)}") from exc
-    if delivery.current().presence.shared:
-        # Presence is in Redis and emits go through the queue: this process can do it all.
-        statuses = None
-    else:
-        statuses = _send_through_server(data["user_ids"], data["message"])
-        if statuses is None:
+    answer = None
+    if not delivery.current().presence.shared:
+        answer = _send_through_server(body)
+        if answer is None:
             click.echo(NO_SERVER_MESSAGE % _server_url(), err=True)
-    if statuses is None:
-        created = delivery.current().create(data["user_ids"], data["message"])
-        statuses = [notification_to_wire(n) for n in created]
-    delivered = sum(1 for n in statuses if n["status"] == NotificationStatus.DELIVERED.value)
-    click.echo(f"created {len(statuses)}, delivered live {delivered}, pending {len(statuses) - delivered}")
+    if answer is None:
+        # No server, or presence in Redis and emits through the queue: this process can do it all.
+        answer = _send_here(data)
+    click.echo(_summary(answer))
 
 
 @click.command("create-token")

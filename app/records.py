@@ -5,7 +5,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.protocol import NotificationStatus
+from app.protocol import DEFAULT_CATEGORY, NotificationStatus
 
 
 def utcnow() -> datetime:
@@ -52,3 +52,5 @@ class NotificationRecord:
     received_at: datetime | None = None
     data: dict | None = None
     created_by: str | None = None
+    category: str = DEFAULT_CATEGORY
+    topic: str | None = None

@@ -6,10 +6,19 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from flask import current_app
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from app.models import NotificationStatus
-from app.protocol import NAME_PATTERN
+from app.protocol import DEFAULT_CATEGORY, NAME_PATTERN
 
 MAX_USER_ID_LENGTH = 255
 MAX_LIST_LIMIT = 200
@@ -62,6 +71,12 @@ class NotificationSchema(Schema):
     data = fields.Dict(
         dump_only=True, allow_none=True, metadata={"description": "the sender's JSON object, or null"}
     )
+    category = fields.String(dump_only=True, metadata={"description": "its category (`general` by default)"})
+    topic = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "the topic it went to; null for a direct send"},
+    )
 
 
 class SentNotificationSchema(NotificationSchema):
@@ -86,6 +101,8 @@ def notification_to_wire(n, sender: bool = False) -> dict:
         "deliveredAt": utc_iso(n.delivered_at),
         "readAt": utc_iso(n.read_at),
         "data": n.data,
+        "category": n.category,
+        "topic": n.topic,
     } | ({"createdBy": n.created_by} if sender else {})
 
 
@@ -93,6 +110,19 @@ class NotificationListSchema(Schema):
     """The body of `POST /v1/admin/notifications`'s answer."""
 
     notifications = fields.List(fields.Nested(SentNotificationSchema))
+    skipped = fields.List(
+        fields.String(), metadata={"description": "users who muted the category: nothing stored for them"}
+    )
+
+
+class TopicSentSchema(Schema):
+    """The answer of `POST /v1/admin/notifications` with a `topic`: counts, not objects."""
+
+    topic = fields.String(required=True)
+    recipients = fields.Integer(required=True, metadata={"description": "delivered + pending + skipped"})
+    delivered = fields.Integer(required=True, metadata={"description": "stored DELIVERED: sent live"})
+    pending = fields.Integer(required=True, metadata={"description": "stored PENDING: sent on connect"})
+    skipped = fields.Integer(required=True, metadata={"description": "users who muted the category"})
 
 
 def _not_blank(value: str) -> None:
@@ -130,17 +160,40 @@ class UserIdList(fields.List):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+def Name(**kwargs) -> fields.String:  # noqa: N802  (a field factory, used like a field class)
+    """A category or topic name: lowercase letters, digits, `.`, `_`, `-`; 1-64 characters."""
+    metadata = {"description": "a name: ^[a-z0-9][a-z0-9._-]{0,63}$", **kwargs.pop("metadata", {})}
+    return fields.String(
+        validate=validate.Regexp(
+            NAME_PATTERN, error="Not a valid name: lowercase a-z, 0-9, '.', '_', '-'; 1-64."
+        ),
+        metadata=metadata,
+        **kwargs,
+    )
+
+
+def valid_name(value: str) -> bool:
+    """Whether `value` is a category or topic name (for path segments, which no schema loads)."""
+    return isinstance(value, str) and NAME_FORM.fullmatch(value) is not None
+
+
 class CreateNotificationsSchema(Schema):
     """Body of `POST /v1/admin/notifications`: who gets it and what it says."""
 
     user_ids = UserIdList(
         data_key="userIds",
-        required=True,
         metadata={
-            "description": "who gets it; repeats count once (at most maxItems distinct ids)",
+            "description": "who gets it; repeats count once (at most maxItems distinct ids); "
+            "exactly one of `userIds` and `topic`",
             "minItems": 1,
             CONFIG_LIMITS: {"maxItems": "MAX_RECIPIENTS"},
         },
+    )
+    topic = Name(
+        metadata={"description": "send to the users in this topic at this moment instead of `userIds`"}
+    )
+    category = Name(
+        load_default=DEFAULT_CATEGORY, metadata={"description": "its category; `general` by default"}
     )
     message = fields.String(
         required=True,
@@ -171,6 +224,11 @@ class CreateNotificationsSchema(Schema):
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
         if size > limit:
             raise ValidationError(f"At most {limit} bytes as compact UTF-8 JSON ({size} given).")
+
+    @validates_schema
+    def _one_audience(self, data: dict, **_kwargs) -> None:
+        if ("user_ids" in data) == ("topic" in data):
+            raise ValidationError("Give exactly one of `userIds` and `topic`.", "_schema")
 
     @validates("user_ids")
     def _check_user_ids(self, value: list[str], **_kwargs) -> None:
@@ -204,6 +262,7 @@ class ListQuerySchema(Schema):
         by_value=True,
         metadata={"type": "string", "description": "only notifications of this status (any case)"},
     )
+    category = Name(metadata={"description": "only notifications of this category"})
     cursor = fields.String(
         validate=validate.Regexp(CURSOR_PATTERN),
         metadata={"description": 'position from the `Link: rel="next"` header'},
@@ -250,23 +309,6 @@ MAX_MUTED = 100
 MAX_SUBSCRIBERS_PER_CALL = 10_000
 DEFAULT_SUBSCRIBER_PAGE = 1000
 MAX_SUBSCRIBER_PAGE = 10_000
-
-
-def Name(**kwargs) -> fields.String:  # noqa: N802  (a field factory, used like a field class)
-    """A category or topic name: lowercase letters, digits, `.`, `_`, `-`; 1-64 characters."""
-    metadata = {"description": "a name: ^[a-z0-9][a-z0-9._-]{0,63}$", **kwargs.pop("metadata", {})}
-    return fields.String(
-        validate=validate.Regexp(
-            NAME_PATTERN, error="Not a valid name: lowercase a-z, 0-9, '.', '_', '-'; 1-64."
-        ),
-        metadata=metadata,
-        **kwargs,
-    )
-
-
-def valid_name(value: str) -> bool:
-    """Whether `value` is a category or topic name (for path segments, which no schema loads)."""
-    return isinstance(value, str) and NAME_FORM.fullmatch(value) is not None
 
 
 class PreferencesSchema(Schema):

@@ -356,7 +356,8 @@ def test_openapi_document_lists_every_route_with_schemas(client):
     ]
     assert "$ref" in body
     create = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
-    assert set(create["required"]) == {"userIds", "message"}
+    assert set(create["required"]) == {"message"}  # and exactly one of userIds and topic
+    assert {"userIds", "topic", "category", "data"} <= set(create["properties"])
 
 
 def test_client_page_and_bundle_are_served(client, app):

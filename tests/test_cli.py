@@ -78,3 +78,38 @@ def test_topic_commands_refuse_bad_input_and_store_nothing(runner, args):
     result = runner.invoke(args=["topic", *args])
     assert result.exit_code != 0
     assert runner.invoke(args=["topic", "list", "ok"]).output == ""
+
+
+def test_send_notification_to_a_topic_with_a_category(runner, client, auth_header):
+    runner.invoke(args=["topic", "add", "deploys", "alice", "bob"])
+    client.put("/v1/preferences", json={"muted": ["releases"]}, headers=auth_header("bob"))
+    result = runner.invoke(
+        args=["send-notification", "--topic", "deploys", "--category", "releases", "v2 is out"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "topic deploys: recipients 2, delivered live 0, pending 1, skipped 1" in result.output
+    [stored] = client.get("/v1/notifications", headers=auth_header("alice")).get_json()
+    assert (stored["topic"], stored["category"], stored["message"]) == ("deploys", "releases", "v2 is out")
+
+
+def test_send_notification_with_a_category_says_who_was_skipped(runner, client, auth_header):
+    client.put("/v1/preferences", json={"muted": ["digest"]}, headers=auth_header("bob"))
+    result = runner.invoke(
+        args=["send-notification", "--user", "alice", "--user", "bob", "--category", "digest", "hi"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "created 1, delivered live 0, pending 1, skipped 1 (muted the category)" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hi"],
+        ["--user", "a", "--topic", "t", "hi"],
+        ["--topic", "Bad", "hi"],
+        ["--user", "a", "--category", "A", "hi"],
+    ],
+)
+def test_send_notification_refuses_a_bad_audience_or_name(runner, args):
+    result = runner.invoke(args=["send-notification", *args])
+    assert result.exit_code != 0 and "invalid input" in result.output

@@ -157,3 +157,128 @@ def test_a_list_with_both_item_errors_and_too_many_items_gets_a_400(client, auth
         client.put("/v1/preferences", json=body, headers=auth_header("alice")), 400, "validation_error"
     )
     assert "1" in answer["details"]["muted"]
+
+
+# ---- sending by category and to topics ------------------------------------------------------
+
+CREATE = "/v1/admin/notifications"
+
+
+def create(client, auth_header, body, **headers):
+    return client.post(CREATE, json=body, headers={**auth_header("ops", admin=True), **headers})
+
+
+def test_a_send_names_its_category_and_skips_who_muted_it(app, client, auth_header):
+    client.put("/v1/preferences", json={"muted": ["digest"]}, headers=auth_header("bob"))
+    answer = create(
+        client, auth_header, {"userIds": ["alice", "bob"], "category": "digest", "message": "weekly"}
+    )
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    body = answer.get_json()
+    assert [(n["userId"], n["category"], n["topic"]) for n in body["notifications"]] == [
+        ("alice", "digest", None)
+    ]
+    assert body["skipped"] == ["bob"]
+    assert client.get("/v1/notifications", headers=auth_header("bob")).get_json() == []
+    plain = create(client, auth_header, {"userIds": ["bob"], "message": "no category"}).get_json()
+    assert plain["notifications"][0]["category"] == "general" and plain["skipped"] == []
+
+
+def test_muting_leaves_what_is_stored(client, auth_header):
+    create(client, auth_header, {"userIds": ["alice"], "category": "digest", "message": "before"})
+    client.put("/v1/preferences", json={"muted": ["digest"]}, headers=auth_header("alice"))
+    listed = client.get("/v1/notifications", headers=auth_header("alice")).get_json()
+    assert [n["message"] for n in listed] == ["before"]
+
+
+def test_the_list_filters_by_category_with_its_cursor(client, auth_header):
+    for i in range(3):
+        create(client, auth_header, {"userIds": ["alice"], "category": "deploys", "message": f"d{i}"})
+        create(client, auth_header, {"userIds": ["alice"], "message": f"g{i}"})
+    headers = auth_header("alice")
+    first = client.get("/v1/notifications?category=deploys&limit=2", headers=headers)
+    assert [n["message"] for n in first.get_json()] == ["d2", "d1"]
+    link = first.headers["Link"]
+    assert "category=deploys" in link
+    rest = client.get(link[link.index("/v1/") : link.index(">")], headers=headers).get_json()
+    assert [n["message"] for n in rest] == ["d0"]
+    assert client.get("/v1/notifications?category=Bad", headers=headers).status_code == 400
+
+
+def test_a_topic_send_reaches_its_users_at_that_moment_and_answers_counts(
+    app, client, auth_header, socket_client
+):
+    admin = auth_header("ops", admin=True)
+    client.put(SUBSCRIBERS.format("deploys"), json={"userIds": ["alice", "bob", "carol"]}, headers=admin)
+    client.put("/v1/preferences", json={"muted": ["digest"]}, headers=auth_header("carol"))
+    alice = socket_client("alice")
+    received(alice)
+    answer = create(client, auth_header, {"topic": "deploys", "category": "digest", "message": "out"})
+    assert answer.status_code == 201
+    assert answer.get_json() == {
+        "topic": "deploys",
+        "recipients": 3,
+        "delivered": 1,
+        "pending": 1,
+        "skipped": 1,
+    }
+    [live] = received(alice)["new_notification"]
+    assert (live["message"], live["topic"], live["category"]) == ("out", "deploys", "digest")
+    bob = client.get("/v1/notifications", headers=auth_header("bob")).get_json()
+    assert [(n["status"], n["topic"]) for n in bob] == [("PENDING", "deploys")]
+    client.put(SUBSCRIBERS.format("deploys"), json={"userIds": ["dave"]}, headers=admin)
+    assert client.get("/v1/notifications", headers=auth_header("dave")).get_json() == []
+
+
+def test_a_topic_send_goes_in_batches(app, client, auth_header):
+    app.extensions["fanout"].batch = 2
+    users = [f"u{i}" for i in range(5)]
+    client.put(SUBSCRIBERS.format("big"), json={"userIds": users}, headers=auth_header("ops", admin=True))
+    answer = create(client, auth_header, {"topic": "big", "message": "hello"}).get_json()
+    assert answer == {"topic": "big", "recipients": 5, "delivered": 0, "pending": 5, "skipped": 0}
+    for user in users:
+        assert len(client.get("/v1/notifications", headers=auth_header(user)).get_json()) == 1
+
+
+def test_an_empty_or_unknown_topic_answers_zeros(client, auth_header):
+    answer = create(client, auth_header, {"topic": "never-used", "message": "hello"})
+    assert answer.status_code == 201
+    assert answer.get_json() == {
+        "topic": "never-used",
+        "recipients": 0,
+        "delivered": 0,
+        "pending": 0,
+        "skipped": 0,
+    }
+
+
+def test_a_topic_send_is_idempotent(app, client, auth_header):
+    admin = auth_header("ops", admin=True)
+    client.put(SUBSCRIBERS.format("deploys"), json={"userIds": ["alice", "bob"]}, headers=admin)
+    body = {"topic": "deploys", "message": "once"}
+    first = create(client, auth_header, body, **{"Idempotency-Key": "k1"})
+    again = create(client, auth_header, body, **{"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json() == first.get_json()
+    assert len(client.get("/v1/notifications", headers=auth_header("alice")).get_json()) == 1
+    other = create(client, auth_header, {"topic": "deploys", "message": "other"}, **{"Idempotency-Key": "k1"})
+    assert_error(other, 422, "idempotency_key_reused")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": "neither"},
+        {"userIds": ["alice"], "topic": "deploys", "message": "both"},
+        {"topic": "Deploys", "message": "bad topic"},
+        {"topic": "deploys", "category": "", "message": "bad category"},
+        {"userIds": ["alice"], "category": "a b", "message": "bad category"},
+        {"userIds": ["alice"], "message": "x", "channel": "sms"},
+    ],
+)
+def test_bad_sends_are_400_and_store_nothing(app, client, auth_header, body):
+    client.put(
+        SUBSCRIBERS.format("deploys"), json={"userIds": ["alice"]}, headers=auth_header("ops", admin=True)
+    )
+    assert_error(create(client, auth_header, body), 400, "validation_error")
+    assert client.get("/v1/notifications", headers=auth_header("alice")).get_json() == []

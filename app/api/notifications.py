@@ -62,6 +62,8 @@ def list_notifications():
         params = {"limit": args["limit"], "cursor": next_cursor}
         if "status" in args:
             params["status"] = args["status"].value
+        if "category" in args:
+            params["category"] = args["category"]
         next_url = url_for("notifications.list_notifications", _external=True, **params)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return [notification_to_wire(n) for n in rows], 200, headers
@@ -101,20 +103,29 @@ def read_all():
 @bp.post("/admin/notifications")
 @admin_required
 def create_notifications():
-    """Send one notification to each of `userIds`; 201 with every stored notification.
+    """Send a notification to each of `userIds`, or to a `topic`'s users; 201.
 
-    With an `Idempotency-Key` header, a retry with the same body answers as the first
-    time (header `Idempotent-Replayed: true`) and stores nothing.
+    To `userIds`: every stored notification, and who was `skipped` for a muted category. To
+    a topic: counts only. With an `Idempotency-Key` header, a retry with the same body
+    answers as the first time (header `Idempotent-Replayed: true`) and stores nothing.
     """
     body = json_body()
     data = _create.load(body)
     sender = current_identity().user_id
+    content = {"category": data["category"], "data": data["data"], "created_by": sender}
 
     def send(claim=None) -> dict:
-        created = delivery.current().create(
-            data["user_ids"], data["message"], data=data["data"], created_by=sender, before_commit=claim
-        )
-        return {"notifications": [notification_to_wire(n, sender=True) for n in created]}
+        if "topic" in data:
+            return (
+                delivery.fanout()
+                .to_topic(data["topic"], data["message"], before_commit=claim, **content)
+                .to_wire()
+            )
+        sent = delivery.fanout().to_users(data["user_ids"], data["message"], before_commit=claim, **content)
+        return {
+            "notifications": [notification_to_wire(n, sender=True) for n in sent.created],
+            "skipped": sent.skipped,
+        }
 
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:

@@ -21,6 +21,7 @@ from app.schemas import (
     SubscriberQuerySchema,
     SubscribersBodySchema,
     TopicCountSchema,
+    TopicSentSchema,
     UnreadCountSchema,
     UserTopicsSchema,
 )
@@ -120,7 +121,11 @@ OPERATIONS = {
         },
         "responses": {
             "201": {
-                **_json(NotificationListSchema, "one notification per distinct user"),
+                **_json(
+                    {"oneOf": [NotificationListSchema, TopicSentSchema]},
+                    "to `userIds`: one notification per distinct user who did not mute the category, "
+                    "and who was skipped; to a `topic`: counts",
+                ),
                 "headers": {
                     "Idempotent-Replayed": {
                         "description": "`true`: the stored answer of an earlier request with the key",

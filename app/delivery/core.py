@@ -26,7 +26,13 @@ from app.delivery.ports import Presence, Reading, Route, Store, Transport
 from app.delivery.sends import NOBODY, Sends, count_route, notification_items
 from app.delivery.sweeper import Sweeper
 from app.errors import DomainError, TooManySocketsError
-from app.protocol import NEW_NOTIFICATION, PENDING_NOTIFICATIONS, UNREAD_COUNT, NotificationStatus
+from app.protocol import (
+    DEFAULT_CATEGORY,
+    NEW_NOTIFICATION,
+    PENDING_NOTIFICATIONS,
+    UNREAD_COUNT,
+    NotificationStatus,
+)
 from app.records import NotificationRecord, new_ids, utcnow
 from app.schemas import notification_to_wire as to_wire
 
@@ -70,6 +76,9 @@ class Delivery:
         data: dict | None = None,
         created_by: str | None = None,
         before_commit: Callable[[], None] | None = None,
+        *,
+        category: str = DEFAULT_CATEGORY,
+        topic: str | None = None,
     ) -> list[NotificationRecord]:
         """Store one notification per distinct user and send it live to those online.
 
@@ -81,7 +90,9 @@ class Delivery:
         """
         targets = _checked(user_ids, message)
         first = self.presence.read(targets)
-        created = _records(targets, message, data, created_by, first)
+        created = _records(
+            targets, first, message=message, data=data, created_by=created_by, category=category, topic=topic
+        )
         self.store.insert(created, before_commit)
         delivered = [n for n in created if n.status is DELIVERED]
         self.sends.notifications(delivered, first)
@@ -261,22 +272,19 @@ def _checked(user_ids: Sequence[str], message: str) -> list[str]:
     return targets
 
 
-def _records(
-    targets: list[str], message: str, data, created_by, reading: Reading
-) -> list[NotificationRecord]:
+def _records(targets: list[str], reading: Reading, **content) -> list[NotificationRecord]:
+    """One record per target, with the same `content` (message, data, created_by, category, topic)."""
     now = utcnow()
     return [
         NotificationRecord(
             id=notification_id,
             user_id=user_id,
-            message=message,
             status=DELIVERED if user_id in reading.online else PENDING,
             created_at=now,
             delivered_at=now if user_id in reading.online else None,
             read_at=None,
             received_at=now if user_id in reading.plain else None,
-            data=data,
-            created_by=created_by,
+            **content,
         )
         for notification_id, user_id in zip(new_ids(len(targets)), targets, strict=True)
     ]

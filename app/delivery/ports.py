@@ -123,6 +123,15 @@ class Store(Protocol):
     def unread_counts(self, user_ids: Iterable[str]) -> dict[str, int]:
         """How many rows of each user are not READ."""
 
+    def muting(self, category: str, user_ids: Collection[str]) -> set[str]:
+        """Which of `user_ids` muted `category`."""
+
+    def subscribers(self, topic: str, after: str | None, limit: int, joined_by: datetime) -> list[str]:
+        """Up to `limit` users of `topic` in id order after `after`, who joined it by `joined_by`."""
+
+    def commit_only(self, before_commit: Callable[[], None]) -> None:
+        """Run `before_commit` in a transaction of its own that stores nothing else."""
+
 
 class Transport(Protocol):
     """The sockets (app/realtime/transport.py): sends go out as values, with a `Route`."""

@@ -47,11 +47,14 @@ def list_notifications(
     limit: int,
     status: NotificationStatus | None = None,
     cursor: str | None = None,
+    category: str | None = None,
 ) -> tuple[list[Notification], str | None]:
     """A page of the user's notifications, newest first, and the cursor of the next page."""
     query = select(Notification).where(Notification.user_id == user_id)
     if status is not None:
         query = query.where(Notification.status == status)
+    if category is not None:
+        query = query.where(Notification.category == category)
     if cursor:
         created_at, notification_id = _decode_cursor(cursor)
         query = query.where(

@@ -7,7 +7,7 @@ from sqlalchemy import or_
 
 from app.extensions import db
 from app.models import Notification, NotificationRecord
-from app.services import inbox, rows
+from app.services import inbox, preferences, rows, topics
 
 _TABLE = Notification.__table__
 
@@ -67,3 +67,20 @@ class NotificationStore:
     def confirm(self, notification_ids: list[str]) -> int:
         """Stamp `received_at` on these notifications (those not stamped yet); how many were."""
         return rows.confirm(notification_ids)
+
+    def muting(self, category: str, user_ids: Collection[str]) -> set[str]:
+        """Which of `user_ids` muted `category`."""
+        return preferences.muting(category, user_ids)
+
+    def subscribers(self, topic: str, after: str | None, limit: int, joined_by: datetime) -> list[str]:
+        """Up to `limit` users of `topic` in id order after `after`, who joined it by `joined_by`."""
+        return topics.batch(topic, after, limit, joined_by)
+
+    def commit_only(self, before_commit: Callable[[], None]) -> None:
+        """Run `before_commit` in a transaction of its own that stores nothing else."""
+        try:
+            before_commit()
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise

@@ -4,6 +4,8 @@ A send to a topic reaches the users in it at that moment (app/services/topic_sen
 here the lists are kept: add, remove, page through, a user's own topics, leaving one.
 """
 
+from datetime import datetime
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -77,6 +79,21 @@ def subscribers(topic: str, limit: int, after: str | None = None) -> tuple[list[
     if len(users) > limit:
         return users[:limit], users[limit - 1]
     return users, None
+
+
+def batch(topic: str, after: str | None, limit: int, joined_by: datetime) -> list[str]:
+    """Up to `limit` users of `topic` in id order after `after`, who joined it by `joined_by`.
+
+    Its own short read: a topic send reads its subscribers a batch at a time, never all at once.
+    """
+    query = select(TopicSubscription.user_id).where(
+        TopicSubscription.topic == topic, TopicSubscription.subscribed_at <= joined_by
+    )
+    if after is not None:
+        query = query.where(TopicSubscription.user_id > after)
+    users = list(db.session.scalars(query.order_by(TopicSubscription.user_id).limit(limit)))
+    db.session.commit()  # end the read transaction: nothing is held between batches
+    return users
 
 
 def subscriber_count(topic: str) -> int:

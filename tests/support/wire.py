@@ -4,7 +4,18 @@ import uuid
 from datetime import datetime
 
 ADMIN_ROUTE = "/v1/admin/notifications"
-WIRE_KEYS = {"id", "userId", "message", "status", "createdAt", "deliveredAt", "readAt", "data"}
+WIRE_KEYS = {
+    "id",
+    "userId",
+    "message",
+    "status",
+    "createdAt",
+    "deliveredAt",
+    "readAt",
+    "data",
+    "category",
+    "topic",
+}
 SENT_WIRE_KEYS = WIRE_KEYS | {"createdBy"}  # the admin route's answers also say who sent it
 
 

@@ -646,7 +646,6 @@ def test_data_url_becomes_a_link_only_when_it_is_http(page, live_server):
 
 # ---- categories, preferences and topics (contract v3) ------------------------------------------
 
-NOT_ON_THE_WIRE_YET = "notification objects carry category/topic once the delivery path lands"
 
 
 def user_call(live_server, method, path, user_id, body=None):
@@ -884,7 +883,6 @@ def test_category_and_topic_of_the_history_are_shown_as_text(page, live_server):
     assert page.evaluate("typeof window.__xss") == "undefined"
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_ON_THE_WIRE_YET)
 def test_notification_shows_its_category_and_topic(page, live_server):
     subscribe(live_server, "releases", ["quinn"])
     open_client(page, live_server)

@@ -146,7 +146,14 @@ def register_delivery(app: Flask, queue: ListeningRedisManager | None) -> None:
     delivery = Delivery(store, presence, transport, confirmations, app.config)
     socketio.server.manager.tracker = delivery.tracker
     app.extensions["delivery"] = delivery
-    app.extensions["fanout"] = Fanout(delivery, store, transport, app.config["TOPIC_SEND_BATCH"])
+    app.extensions["fanout"] = Fanout(delivery, store, transport, topic_batch(app.config))
+
+
+def topic_batch(config) -> int:
+    """Subscribers per batch of a topic send: TOPIC_SEND_BATCH, else what suits the database."""
+    if config["TOPIC_SEND_BATCH"] > 0:
+        return config["TOPIC_SEND_BATCH"]
+    return 5000 if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") else 1000
 
 
 # A pooled connection idle longer than this is tested before use (seconds).

@@ -54,6 +54,11 @@ class Sizes:
     s7_start_rate: float = 100.0
     s7_max_rate: float = 3000.0
     s7_p99_ms: float = 50.0
+    s8_subscribers: int = 100_000
+    s8_online: int = 1000
+    s8_direct_users: int = 100
+    s8_rate: float = 50.0
+    s8_duration: float = 10.0
     delivery_wait: float = 30.0
 
 
@@ -78,6 +83,11 @@ QUICK = Sizes(
     s7_step=1.0,
     s7_start_rate=20.0,
     s7_max_rate=40.0,
+    s8_subscribers=300,
+    s8_online=20,
+    s8_direct_users=5,
+    s8_rate=10.0,
+    s8_duration=2.0,
     delivery_wait=10.0,
 )
 
@@ -512,6 +522,8 @@ def problems(f: dict) -> list[str]:
         ("duplicates", "duplicates"),
         ("unexpected", "unexpected receipts"),
         ("post_errors", "POST errors"),
+        ("topic_missing_online", "online subscribers without the topic send"),
+        ("topic_recipients_wrong", "topic recipients other than the subscribers"),
         ("fill_errors", "fill POST errors"),
     ):
         if f.get(key):

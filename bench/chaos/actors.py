@@ -22,6 +22,9 @@ FINAL = "final"
 CONNECT_RETRY = (0.2, 0.5)  # seconds before trying again when no process took a connection
 HTTP_TIMEOUT = 10.0  # seconds for one POST
 POSTERS = 8  # POSTs in flight at most
+TOPIC_EVERY = 10  # every 10th POST goes to a topic
+TOPICS = 3
+TOPIC_SIZE = 10  # random users per topic
 PING_CYCLE = 45.0  # seconds: the servers' Engine.IO ping interval + timeout, a silent socket's longest life
 
 Arrival = tuple[float, str, dict, str]  # time, event, notification, the client's name
@@ -206,7 +209,11 @@ class User:
 
 
 class Poster:
-    """POSTs at a steady rate to 1-3 random users each, through a random running process."""
+    """POSTs at a steady rate to 1-3 random users each, through a random running process.
+
+    Every TOPIC_EVERY-th POST goes to one of TOPICS topics of TOPIC_SIZE random users instead
+    (their rows are tallied from the database like every other, see accounting.py).
+    """
 
     def __init__(self, deployment: Deployment, user_ids: list[str], settings: Settings, seed: int):
         self.deployment = deployment
@@ -222,13 +229,21 @@ class Poster:
     def run(self, stop: threading.Event) -> None:
         interval = 1.0 / self.settings.rate
         due = time.monotonic()
+        topics = self._make_topics()
         with ThreadPoolExecutor(max_workers=POSTERS, thread_name_prefix="poster") as pool:
             while not stop.is_set():
-                targets = self.rng.sample(self.user_ids, self.rng.randint(1, min(3, len(self.user_ids))))
                 servers = self.deployment.running()
                 self.rng.shuffle(servers)
                 self.posts += 1
-                pool.submit(self._post, servers, targets, f"chaos #{self.posts}")
+                if topics and self.posts % TOPIC_EVERY == 0:
+                    body = {"topic": self.rng.choice(topics), "message": f"chaos #{self.posts}"}
+                else:
+                    size = self.rng.randint(1, min(3, len(self.user_ids)))
+                    body = {
+                        "userIds": self.rng.sample(self.user_ids, size),
+                        "message": f"chaos #{self.posts}",
+                    }
+                pool.submit(self._post, servers, body)
                 due += interval
                 stop.wait(max(0.0, due - time.monotonic()))
         # leaving the pool waited for the POSTs in flight
@@ -237,22 +252,40 @@ class Poster:
     def answered(self) -> int:
         return self.posts - sum(self.failures.values())
 
-    def _post(self, servers: list[ServerProcess], targets: list[str], message: str) -> None:
+    def _make_topics(self) -> list[str]:
+        """TOPICS topics of random users, put in through a running process; their names."""
+        names = []
+        for k in range(TOPICS):
+            name = f"chaos-{k}"
+            members = self.rng.sample(self.user_ids, min(TOPIC_SIZE, len(self.user_ids)))
+            for server in self.deployment.running():
+                try:
+                    response = requests.put(
+                        f"{server.url}/v1/admin/topics/{name}/subscribers",
+                        json={"userIds": members},
+                        headers=self.headers,
+                        timeout=HTTP_TIMEOUT,
+                    )
+                except requests.RequestException:
+                    continue
+                if response.status_code == 200:
+                    names.append(name)
+                    break
+        return names
+
+    def _post(self, servers: list[ServerProcess], body: dict) -> None:
         failure = "no process running"
         for server in servers:  # the next one only when this one did not answer at all
             try:
                 response = requests.post(
-                    server.url + ADMIN_ROUTE,
-                    json={"userIds": targets, "message": message},
-                    headers=self.headers,
-                    timeout=HTTP_TIMEOUT,
+                    server.url + ADMIN_ROUTE, json=body, headers=self.headers, timeout=HTTP_TIMEOUT
                 )
             except requests.RequestException as exc:
                 failure = type(exc).__name__
                 continue
             if response.status_code == 201:
                 with self._lock:
-                    for notification in response.json()["notifications"]:
+                    for notification in response.json().get("notifications", ()):  # a topic send: counts
                         self.created[notification["id"]] = notification["userId"]
                 return
             failure = f"HTTP {response.status_code}"

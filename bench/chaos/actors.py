@@ -222,6 +222,7 @@ class Poster:
         self.rng = random.Random(seed)
         self.headers = bearer(deployment.token("chaos-admin", admin=True))
         self.created: dict[str, str] = {}  # notification id -> user id, from the 201 answers
+        self.topic_rows = 0  # rows the topic sends' 201 answers counted (they list no ids)
         self.posts = 0
         self.failures: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -284,9 +285,11 @@ class Poster:
                 failure = type(exc).__name__
                 continue
             if response.status_code == 201:
+                answer = response.json()
                 with self._lock:
-                    for notification in response.json().get("notifications", ()):  # a topic send: counts
+                    for notification in answer.get("notifications", ()):
                         self.created[notification["id"]] = notification["userId"]
+                    self.topic_rows += answer.get("delivered", 0) + answer.get("pending", 0)
                 return
             failure = f"HTTP {response.status_code}"
             break

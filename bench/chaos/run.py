@@ -134,8 +134,9 @@ class Run:
             "with the accounting and the servers' stop",
             f"POSTs: {poster.posts} sent, {poster.answered} answered 201"
             + "".join(f", {count} {reason}" for reason, count in sorted(poster.failures.items()))
-            + f"; {len(stored)} notifications stored, {len(set(stored) - set(poster.created))} of them from "
-            f"POSTs whose answer was lost; {not_stored} answered but not stored",
+            + f"; {len(stored)} notifications stored, {poster.topic_rows} of them from topic sends, "
+            f"{len(set(stored) - set(poster.created)) - poster.topic_rows} from POSTs whose answer was lost; "
+            f"{not_stored} answered but not stored",
             f"connections: {sum(len(user.connections) for user in users)} opened, "
             f"{sum(user.refused for user in users)} attempts failed; departures: "
             + ", ".join(f"{way} {count}" for way, count in sorted(departures.items())),

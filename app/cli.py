@@ -165,24 +165,26 @@ def _user_ids(users: tuple[str, ...]) -> list[str]:
         raise click.ClickException(f"invalid input: {json.dumps(exc.messages)}") from exc
 
 
-@topic_group.command("add")
-@with_appcontext
-@click.argument("topic")
-@click.argument("users", nargs=-1, required=True)
+def _topic_users_command(name: str):
+    """`flask topic NAME TOPIC USER...`."""
+
+    def register(function):
+        users = click.argument("users", nargs=-1, required=True)(function)
+        return topic_group.command(name)(with_appcontext(click.argument("topic")(users)))
+
+    return register
+
+
+@_topic_users_command("add")
 def topic_add(topic: str, users: tuple[str, ...]) -> None:
     """Put USERS in TOPIC; prints how many were not in it."""
-    added = topics.add_subscribers(_topic_name(topic), _user_ids(users))
-    click.echo(f"added {added} to {topic}")
+    click.echo(f"added {topics.add_subscribers(_topic_name(topic), _user_ids(users))} to {topic}")
 
 
-@topic_group.command("remove")
-@with_appcontext
-@click.argument("topic")
-@click.argument("users", nargs=-1, required=True)
+@_topic_users_command("remove")
 def topic_remove(topic: str, users: tuple[str, ...]) -> None:
     """Take USERS out of TOPIC; prints how many were in it."""
-    removed = topics.remove_subscribers(_topic_name(topic), _user_ids(users))
-    click.echo(f"removed {removed} from {topic}")
+    click.echo(f"removed {topics.remove_subscribers(_topic_name(topic), _user_ids(users))} from {topic}")
 
 
 @topic_group.command("list")

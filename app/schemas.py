@@ -245,17 +245,22 @@ class CreateNotificationsSchema(Schema):
             raise ValidationError(f"At most {limit} characters.")
 
 
+def PageLimit(default: int, maximum: int) -> fields.Integer:  # noqa: N802  (a field factory)
+    """The `limit` of a paged list: 1 to `maximum`, `default` when absent."""
+    return fields.Integer(
+        load_default=default,
+        validate=validate.Range(min=1, max=maximum),
+        metadata={"description": f"page size, 1-{maximum}"},
+    )
+
+
 class ListQuerySchema(Schema):
     """Query string of `GET /v1/notifications`."""
 
     class Meta:
         unknown = EXCLUDE
 
-    limit = fields.Integer(
-        load_default=DEFAULT_LIST_LIMIT,
-        validate=validate.Range(min=1, max=MAX_LIST_LIMIT),
-        metadata={"description": f"page size, 1-{MAX_LIST_LIMIT}"},
-    )
+    limit = PageLimit(DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
     # No load_default on these two: absent stays absent, and the document shows no `null`.
     status = fields.Enum(
         NotificationStatus,
@@ -344,11 +349,7 @@ class SubscriberQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    limit = fields.Integer(
-        load_default=DEFAULT_SUBSCRIBER_PAGE,
-        validate=validate.Range(min=1, max=MAX_SUBSCRIBER_PAGE),
-        metadata={"description": f"page size, 1-{MAX_SUBSCRIBER_PAGE}"},
-    )
+    limit = PageLimit(DEFAULT_SUBSCRIBER_PAGE, MAX_SUBSCRIBER_PAGE)
     cursor = fields.String(
         validate=[validate.Length(min=1, max=MAX_USER_ID_LENGTH), _no_nul],
         metadata={"description": 'position from the `Link: rel="next"` header (the last user id of a page)'},

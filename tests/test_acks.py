@@ -91,9 +91,7 @@ def test_acknowledged_notification_is_confirmed_and_never_sent_again(app, connec
     assert ids_received(connect("alice", ack=True)) == []
 
 
-def test_unacknowledged_send_goes_at_once_to_another_socket_that_connected_after_it(
-    app, connect, admin_post
-):
+def test_unacknowledged_send_goes_at_once_to_another_socket_that_connected_after_it(app, connect, admin_post):
     first = connect("alice", ack=True)
     note = send(admin_post, "alice")
     second = connect("alice", ack=True)  # connected after the send: never got it

@@ -69,8 +69,6 @@ def test_paging_through_rows_created_on_a_whole_second(client, admin_post, auth_
     """Rows sharing a timestamp with no fraction of a second page like any others."""
     from datetime import UTC, datetime
 
-
-
     monkeypatch.setattr(delivery_core, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
     ids = {admin_post(["alice"], f"m{i}").get_json()["notifications"][0]["id"] for i in range(3)}
     seen, url = [], "/v1/notifications?limit=1"
@@ -303,7 +301,6 @@ def test_unknown_route_and_wrong_method_are_json(client):
 
 
 def test_unexpected_error_is_a_json_500_without_internals(client, app, auth_header, monkeypatch):
-
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail")

@@ -143,7 +143,6 @@ def test_every_response_has_the_security_headers(client, auth_header, method, pa
 
 def test_security_headers_on_401_and_500(client, auth_header, monkeypatch):
 
-
     unauthorized = client.get("/v1/notifications")
     monkeypatch.setattr(inbox, "list_notifications", lambda *args, **kwargs: 1 / 0)
     broken = client.get("/v1/notifications", headers=auth_header("alice"))

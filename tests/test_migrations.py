@@ -43,42 +43,39 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
         db.engine.dispose()
 
 
-def test_rows_delivered_before_confirmations_existed_count_as_received(database_uri):
+def rows_after_upgrade(database_uri: str, revision: str, insert: str, select: str) -> list[tuple]:
+    """Rows stored at `revision` (`insert`, with `:t` a timestamp), read back by `select` after
+    upgrading to the head."""
     app = empty_database_app(database_uri)
     with app.app_context():
-        upgrade(revision="0001")
+        upgrade(revision=revision)
         with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO notifications (id, user_id, message, status, created_at, delivered_at)"
-                    " VALUES ('a', 'u', 'm', 'DELIVERED', :t, :t), ('b', 'u', 'm', 'PENDING', :t, NULL)"
-                ),
-                {"t": datetime(2026, 11, 30, tzinfo=UTC)},
-            )
+            conn.execute(text(insert), {"t": datetime(2026, 11, 30, tzinfo=UTC)})
         upgrade()
         with db.engine.connect() as conn:
-            received = dict(conn.execute(text("SELECT id, received_at IS NOT NULL FROM notifications")).all())
-        assert received == {"a": True, "b": False}
+            found = [tuple(row) for row in conn.execute(text(select)).all()]
         downgrade(revision="base")
         db.engine.dispose()
+    return found
+
+
+def test_rows_delivered_before_confirmations_existed_count_as_received(database_uri):
+    found = rows_after_upgrade(
+        database_uri,
+        "0001",
+        "INSERT INTO notifications (id, user_id, message, status, created_at, delivered_at)"
+        " VALUES ('a', 'u', 'm', 'DELIVERED', :t, :t), ('b', 'u', 'm', 'PENDING', :t, NULL)",
+        "SELECT id, received_at IS NOT NULL FROM notifications",
+    )
+    assert dict(found) == {"a": True, "b": False}
 
 
 def test_rows_stored_before_categories_existed_become_general(database_uri):
-    app = empty_database_app(database_uri)
-    with app.app_context():
-        upgrade(revision="0003")
-        with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO notifications (id, user_id, message, status, created_at)"
-                    " VALUES ('a', 'u', 'm', 'PENDING', :t)"
-                ),
-                {"t": datetime(2026, 12, 1, tzinfo=UTC)},
-            )
-        upgrade()
-        with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT category, topic FROM notifications")).all() == [
-                ("general", None)
-            ]
-        downgrade(revision="base")
-        db.engine.dispose()
+    found = rows_after_upgrade(
+        database_uri,
+        "0003",
+        "INSERT INTO notifications (id, user_id, message, status, created_at)"
+        " VALUES ('a', 'u', 'm', 'PENDING', :t)",
+        "SELECT category, topic FROM notifications",
+    )
+    assert found == [("general", None)]

@@ -56,18 +56,19 @@ def leave_topic(topic: str):
 @admin_required
 def add_subscribers(topic: str):
     """Put users in a topic; how many were not in it."""
-    name = _topic(topic)
-    added = topics.add_subscribers(name, _subscribers.load(json_body())["user_ids"])
-    return {"topic": name, "added": added}
+    return _change_subscribers(topic, topics.add_subscribers, "added")
 
 
 @bp.delete("/admin/topics/<topic>/subscribers")
 @admin_required
 def remove_subscribers(topic: str):
     """Take users out of a topic; how many were in it."""
+    return _change_subscribers(topic, topics.remove_subscribers, "removed")
+
+
+def _change_subscribers(topic: str, change, counted: str) -> dict:
     name = _topic(topic)
-    removed = topics.remove_subscribers(name, _subscribers.load(json_body())["user_ids"])
-    return {"topic": name, "removed": removed}
+    return {"topic": name, counted: change(name, _subscribers.load(json_body())["user_ids"])}
 
 
 @bp.get("/admin/topics/<topic>/subscribers")

@@ -7,19 +7,14 @@ from sqlalchemy import delete, insert, select
 from app.extensions import db, socketio
 from app.models import MutedCategory
 from app.protocol import NAMESPACE, PREFERENCES_UPDATED, user_room
+from app.services.queries import sorted_values
 
 LOOKUP_BATCH = 1000  # users per muted-category read
 
 
 def muted(user_id: str) -> list[str]:
     """The categories `user_id` muted, sorted."""
-    return list(
-        db.session.scalars(
-            select(MutedCategory.category)
-            .where(MutedCategory.user_id == user_id)
-            .order_by(MutedCategory.category)
-        )
-    )
+    return sorted_values(MutedCategory.category, MutedCategory.user_id == user_id)
 
 
 def set_muted(user_id: str, categories: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import TopicSubscription, utcnow
+from app.services.queries import sorted_values
 
 WRITE_BATCH = 1000  # users per INSERT / DELETE
 
@@ -103,13 +104,7 @@ def subscriber_count(topic: str) -> int:
 
 def topics_of(user_id: str) -> list[str]:
     """The topics `user_id` is in, sorted."""
-    return list(
-        db.session.scalars(
-            select(TopicSubscription.topic)
-            .where(TopicSubscription.user_id == user_id)
-            .order_by(TopicSubscription.topic)
-        )
-    )
+    return sorted_values(TopicSubscription.topic, TopicSubscription.user_id == user_id)
 
 
 def leave(user_id: str, topic: str) -> None:

@@ -647,7 +647,6 @@ def test_data_url_becomes_a_link_only_when_it_is_http(page, live_server):
 # ---- categories, preferences and topics (contract v3) ------------------------------------------
 
 
-
 def user_call(live_server, method, path, user_id, body=None):
     """`method path` on the API as `user_id` (with `body` as JSON); the response, whatever its status."""
     return requests.request(

@@ -169,8 +169,7 @@ def test_killed_process_stops_counting_within_the_ttl_and_nothing_sent_meanwhile
 
     wait_for(
         lambda: any(
-            logged(server.log_since(offsets[server.name]), PROCESS_REAPED, dead_id)
-            for server in (b, c)
+            logged(server.log_since(offsets[server.name]), PROCESS_REAPED, dead_id) for server in (b, c)
         ),
         PROBE_TIMEOUT,
         lambda: f"B or C to reap process {dead_id}:\n{nodes.log_tails()}",

@@ -8,7 +8,6 @@ and bounded (MAX_EXAMPLES per operation), so that a failure is a real regression
 reruns the same way.
 """
 
-
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig

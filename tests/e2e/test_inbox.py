@@ -54,7 +54,11 @@ def test_two_devices_stay_in_step_through_rest_changes(live_server, socket_clien
 
 def test_concurrent_retries_with_one_key_store_one_set(live_server):
     headers = {**bearer(live_server.token("cron", admin=True)), "Idempotency-Key": "nightly-2026-12-01"}
-    body = {"userIds": ["erin", "fred"], "message": "nightly report", "data": {"url": "https://example.com/r"}}
+    body = {
+        "userIds": ["erin", "fred"],
+        "message": "nightly report",
+        "data": {"url": "https://example.com/r"},
+    }
     answers: list[requests.Response] = []
 
     def post():

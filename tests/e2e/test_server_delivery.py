@@ -123,9 +123,7 @@ def test_plain_client_never_gets_a_notification_twice_and_its_status_never_goes_
     assert pending == []
 
 
-def test_acknowledging_client_gets_again_what_it_received_but_never_acknowledged(
-    live_server, socket_client
-):
+def test_acknowledging_client_gets_again_what_it_received_but_never_acknowledged(live_server, socket_client):
     first = socket_client()
     first.ack_gate = threading.Event()  # its handler holds the acknowledgement back
     connect(first, live_server, "ada", ack=True)

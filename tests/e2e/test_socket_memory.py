@@ -52,9 +52,7 @@ def test_idle_socket_answering_pings_stays_connected_across_several_intervals(li
     alice.wait_received(created["id"])
 
 
-def test_socket_that_stops_answering_pings_is_closed_and_its_user_counts_offline(
-    live_server, socket_client
-):
+def test_socket_that_stops_answering_pings_is_closed_and_its_user_counts_offline(live_server, socket_client):
     bob = connect(socket_client(), live_server, "bob")
     sid = bob.get_sid()
     pings = count_pings(bob)

@@ -11,7 +11,8 @@ from marshmallow import ValidationError
 
 from app.auth import create_token
 from app.models import NotificationStatus
-from app.schemas import CreateNotificationsSchema, SubscribersBodySchema, notification_to_wire, valid_name
+from app.schemas import CreateNotificationsSchema, notification_to_wire, valid_name
+from app.schemas.topics import SubscribersBodySchema
 from app.services import delivery, retention, topics
 
 # What send-notification says on stderr when it stores rows itself (tests read it).

@@ -15,14 +15,16 @@ from app.schemas import (
     ListQuerySchema,
     NotificationListSchema,
     NotificationSchema,
-    PreferencesSchema,
     ReadAllSchema,
+    UnreadCountSchema,
+)
+from app.schemas.topics import (
+    PreferencesSchema,
     SubscriberPageSchema,
     SubscriberQuerySchema,
     SubscribersBodySchema,
     TopicCountSchema,
     TopicSentSchema,
-    UnreadCountSchema,
     UserTopicsSchema,
 )
 

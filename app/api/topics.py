@@ -5,7 +5,8 @@ from werkzeug.exceptions import BadRequest
 
 from app.api.notifications import json_body
 from app.auth import admin_required, current_identity, user_required
-from app.schemas import PreferencesSchema, SubscriberQuerySchema, SubscribersBodySchema, valid_name
+from app.schemas import valid_name
+from app.schemas.topics import PreferencesSchema, SubscriberQuerySchema, SubscribersBodySchema
 from app.services import preferences, topics
 
 bp = Blueprint("topics", __name__, url_prefix="/v1")

@@ -195,10 +195,12 @@ class Delivery:
         if user_ids:
             self.sends.unread_counts(self.store.unread_counts(user_ids), route or Route())
 
-    def tell_user(self, user_id: str, event: str, payload: dict) -> None:
-        """A change to the user's inbox, then their new unread count, to all their sockets."""
+    def tell_user(self, user_id: str, event: str, payload: dict, count: bool = True) -> None:
+        """A change of the user's (inbox, preferences) to all their sockets; with `count`, then their
+        new unread count."""
         self.transport.send(event, [(user_id, payload)], Route())
-        self.send_unread_counts({user_id})
+        if count:
+            self.send_unread_counts({user_id})
 
     # ---- sockets --------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from flask import Flask
 
 from app import metrics
 from app.delivery import Delivery
-from app.extensions import socketio
+from app.extensions import jwt, socketio
+from app.realtime.patches import APPLIED_LOG, in_effect
 from app.realtime.patches.eventlet import deadline_protocol
 from app.realtime.queue import ListeningRedisManager
 from app.services import delivery as current
@@ -159,6 +160,7 @@ def serve(app: Flask) -> None:
     # collections while the heap grows by a quarter, so every connection ramp paid a dozen
     # of them; after 100, a handful.
     gc.set_threshold(*GC_THRESHOLDS)
+    log.info(APPLIED_LOG, ", ".join(in_effect(app, socketio.server, jwt)))
     log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
     eventlet.wsgi.server(
         listener,

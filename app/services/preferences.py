@@ -4,9 +4,10 @@ from collections.abc import Iterable
 
 from sqlalchemy import delete, insert, select
 
-from app.extensions import db, socketio
+from app.extensions import db
 from app.models import MutedCategory
-from app.protocol import NAMESPACE, PREFERENCES_UPDATED, user_room
+from app.protocol import PREFERENCES_UPDATED
+from app.services import delivery
 from app.services.queries import sorted_values
 
 LOOKUP_BATCH = 1000  # users per muted-category read
@@ -32,7 +33,7 @@ def set_muted(user_id: str, categories: list[str]) -> list[str]:
     except Exception:
         db.session.rollback()
         raise
-    socketio.emit(PREFERENCES_UPDATED, {"muted": wanted}, to=user_room(user_id), namespace=NAMESPACE)
+    delivery.current().tell_user(user_id, PREFERENCES_UPDATED, {"muted": wanted}, count=False)
     return wanted
 
 

@@ -46,16 +46,15 @@ def check_versions() -> None:
 def apply(
     app: Flask, server: Server, jwt: JWTManager, allow_event: Callable[[str], bool] | None = None
 ) -> list[str]:
-    """Check the versions, install every correction; the names of those in effect (logged)."""
+    """Check the versions, install every correction; the names of those in effect (the server logs
+    them, `APPLIED_LOG`; commands stay quiet)."""
     check_versions()
     eventlet.apply(server, app.config["WEBSOCKET_COMPRESSION"], app.config["WEBSOCKET_COMPRESSION_THRESHOLD"])
     engineio.apply(server)
     socketio.apply(server, allow_event)
     flask_socketio.apply(app)
     flask_jwt_extended.apply(jwt)
-    applied = in_effect(app, server, jwt)
-    log.info(APPLIED_LOG, ", ".join(applied))
-    return applied
+    return in_effect(app, server, jwt)
 
 
 def in_effect(app: Flask, server: Server, jwt: JWTManager) -> list[str]:

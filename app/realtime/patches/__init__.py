@@ -7,7 +7,6 @@ installs them and logs which ones are in effect (`APPLIED_LOG`, read by a test o
 real server).
 """
 
-import logging
 from collections.abc import Callable
 from importlib.metadata import version
 
@@ -23,8 +22,6 @@ from app.realtime.patches import (
     socketio,
     socketio_manager,
 )
-
-log = logging.getLogger(__name__)
 
 MODULES = (eventlet, engineio, socketio, socketio_manager, flask_socketio, flask_jwt_extended)
 # Log line that a test reads (tests/support/logs.py): the corrections in effect in this process.

@@ -92,6 +92,8 @@ def send_notification(users: tuple[str, ...], topic: str | None, category: str |
     With a message queue it writes and emits itself; without one it hands the
     notification to the server at HOST:PORT, the only process that knows its sockets.
     """
+    if bool(users) == (topic is not None):
+        raise click.UsageError("give one or more --user, or one --topic (not both)")
     body: dict = {"message": message}
     if users:
         body["userIds"] = list(users)

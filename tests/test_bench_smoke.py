@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.support.skips import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = {"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
+SCENARIOS = {"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"}
 
 
 def quick_bench(out: Path, *args: str) -> dict[str, dict]:

@@ -289,4 +289,11 @@ def build_spec(app: Flask) -> dict:
             path=path,
             operations={m.lower(): {"summary": summary, **operation} for m in methods},
         )
-    return spec.to_dict()
+    document = spec.to_dict()
+    # Exactly one of the two audiences: both, or neither, is refused (marshmallow's schema
+    # validator; apispec cannot say it from the schema).
+    document["components"]["schemas"]["CreateNotifications"]["oneOf"] = [
+        {"required": ["userIds"]},
+        {"required": ["topic"]},
+    ]
+    return document

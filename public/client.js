@@ -531,14 +531,20 @@
     return new Map(Array.from(list.children, (row) => [row.dataset.key, row]));
   }
 
-  function categoryRow(name) {
+  // A row of a panel's list for one name (a category, a topic): the <li> and its label.
+  function nameRow(kind, rowClass, name) {
     const li = document.createElement("li");
-    li.className = "preference";
+    li.className = rowClass;
     li.dataset.key = name;
-    li.dataset.category = name;
+    li.dataset[kind] = name;
     const label = document.createElement("span");
-    label.className = "category-name";
+    label.className = kind + "-name";
     label.textContent = name;
+    return { li, label };
+  }
+
+  function categoryRow(name) {
+    const { li, label } = nameRow("category", "preference", name);
     const state = document.createElement("span");
     state.className = "preference-state";
     const toggle = document.createElement("button");
@@ -619,13 +625,7 @@
   // ---- topics ------------------------------------------------------------------
 
   function topicRow(name) {
-    const li = document.createElement("li");
-    li.className = "topic-entry";
-    li.dataset.key = name;
-    li.dataset.topic = name;
-    const label = document.createElement("span");
-    label.className = "topic-name";
-    label.textContent = name;
+    const { li, label } = nameRow("topic", "topic-entry", name);
     const leave = document.createElement("button");
     leave.type = "button";
     leave.className = "leave";

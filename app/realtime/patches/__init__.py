@@ -31,12 +31,11 @@ APPLIED_LOG = "library corrections in effect: %s"
 def check_versions() -> None:
     """Refuse to start when a corrected library is not the version its corrections were written for."""
     for module in MODULES:
-        installed = version(module.LIBRARY)
-        if installed != module.WRITTEN_FOR:
+        found = version(module.LIBRARY)
+        if found != module.WRITTEN_FOR:
             raise RuntimeError(
-                f"{module.LIBRARY} {installed} is installed, but the corrections in {module.__name__} were "
-                f"written for {module.LIBRARY} {module.WRITTEN_FOR}: check them against {installed} "
-                f"and update WRITTEN_FOR (or install {module.WRITTEN_FOR})"
+                f"this service corrects the internals of {module.LIBRARY} {module.WRITTEN_FOR} and will not "
+                f"run on {module.LIBRARY} {found}: install the versions requirements.txt pins"
             )
 
 

@@ -31,11 +31,11 @@ APPLIED_LOG = "library corrections in effect: %s"
 def check_versions() -> None:
     """Refuse to start when a corrected library is not the version its corrections were written for."""
     for module in MODULES:
-        found = version(module.LIBRARY)
+        found = version(module.PACKAGE)
         if found != module.WRITTEN_FOR:
             raise RuntimeError(
-                f"this service corrects the internals of {module.LIBRARY} {module.WRITTEN_FOR} and will not "
-                f"run on {module.LIBRARY} {found}: install the versions requirements.txt pins"
+                f"this service corrects the internals of {module.PACKAGE} {module.WRITTEN_FOR} and will not "
+                f"run on {module.PACKAGE} {found}: install the versions requirements.txt pins"
             )
 
 

@@ -13,7 +13,7 @@ from engineio import socket as eio_socket
 
 log = logging.getLogger(__name__)
 
-LIBRARY = "python-engineio"
+PACKAGE = "python-engineio"
 WRITTEN_FOR = "4.15.1"
 
 MALFORMED_PACKETS = "engineio: malformed packets close the connection"

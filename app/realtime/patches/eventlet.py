@@ -9,7 +9,7 @@ import socket
 import socketio
 from engineio import Server as EngineIOServer
 
-LIBRARY = "eventlet"
+PACKAGE = "eventlet"
 WRITTEN_FOR = "0.41.3"
 
 # Bytes of the read buffer eventlet's WSGI server gives each connection (its default: 8 KiB).

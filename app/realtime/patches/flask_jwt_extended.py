@@ -5,7 +5,7 @@ import time
 from flask import current_app
 from flask_jwt_extended import JWTManager
 
-LIBRARY = "flask-jwt-extended"
+PACKAGE = "flask-jwt-extended"
 WRITTEN_FOR = "4.7.4"
 
 TOKEN_CACHE = "flask_jwt_extended: verified tokens remembered until exp"

@@ -4,7 +4,7 @@ each handler's request context does not fail."""
 from flask import Flask
 from werkzeug.exceptions import NotFound
 
-LIBRARY = "Flask-SocketIO"
+PACKAGE = "Flask-SocketIO"
 WRITTEN_FOR = "5.7.0"
 
 SOCKETIO_PATH = "/socket.io/"

@@ -10,7 +10,7 @@ from socketio import packet as sio_packet
 
 log = logging.getLogger(__name__)
 
-LIBRARY = "python-socketio"
+PACKAGE = "python-socketio"
 WRITTEN_FOR = "5.18.1"
 
 RESERVED_EVENTS = "socketio: client events named connect/disconnect dropped"

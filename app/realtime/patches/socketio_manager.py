@@ -13,7 +13,7 @@ from app import metrics
 
 log = logging.getLogger(__name__)
 
-LIBRARY = "python-socketio"
+PACKAGE = "python-socketio"
 WRITTEN_FOR = "5.18.1"
 
 INDEXED_ROOMS = "socketio: rooms indexed per socket"

@@ -255,7 +255,7 @@ def test_bad_tokens_get_401_on_every_route(client, app, kind):
 
 
 def test_a_token_verified_before_is_refused_once_it_expires(client, app):
-    token = pyjwt.encode({"sub": "alice", "exp": int(time.time()) + 1}, app.config["JWT_SECRET_KEY"], "HS256")
+    token = pyjwt.encode({"sub": "alice", "exp": int(time.time()) + 2}, app.config["JWT_SECRET_KEY"], "HS256")
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/v1/notifications", headers=headers).status_code == 200
     assert client.get("/v1/notifications", headers=headers).status_code == 200

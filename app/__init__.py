@@ -142,8 +142,16 @@ def register_delivery(app: Flask, queue: ListeningRedisManager | None) -> None:
         with app.app_context():
             return store.confirm(notification_ids)
 
+    def later(seconds: float, task) -> None:
+        def run() -> None:
+            socketio.sleep(seconds)
+            with app.app_context():
+                task()
+
+        socketio.start_background_task(run)
+
     confirmations = Confirmations(confirm, socketio.start_background_task, socketio.sleep)
-    delivery = Delivery(store, presence, transport, confirmations, app.config)
+    delivery = Delivery(store, presence, transport, confirmations, app.config, later)
     socketio.server.manager.tracker = delivery.tracker
     app.extensions["delivery"] = delivery
     app.extensions["fanout"] = Fanout(delivery, store, transport, topic_batch(app.config))

@@ -12,7 +12,8 @@ import logging
 from flask import Flask
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from app.delivery.core import CONNECTED_LOG, CREATED_LOG, DISCONNECTED_LOG
+from app.delivery.core import CONNECTED_LOG, CREATED_LOG
+from app.delivery.putback import DISCONNECTED_LOG
 from app.delivery.sweeper import PROCESS_REAPED_LOG
 from app.services.presence.redis import REGISTERED_LOG
 

@@ -54,3 +54,30 @@ class NotificationRecord:
     created_by: str | None = None
     category: str = DEFAULT_CATEGORY
     topic: str | None = None
+
+
+def new_records(user_ids: list[str], online, plain, **content) -> list[NotificationRecord]:
+    """One new record per user, all with the same `content` (message, data, created_by, category, topic).
+
+    DELIVERED for the `online` users (and received for the `plain` ones: their client never
+    acknowledges), PENDING for the others.
+    """
+    now = utcnow()
+    return [
+        NotificationRecord(
+            id=notification_id,
+            user_id=user_id,
+            status=NotificationStatus.DELIVERED if user_id in online else NotificationStatus.PENDING,
+            created_at=now,
+            delivered_at=now if user_id in online else None,
+            read_at=None,
+            received_at=now if user_id in plain else None,
+            **content,
+        )
+        for notification_id, user_id in zip(new_ids(len(user_ids)), user_ids, strict=True)
+    ]
+
+
+def oldest_first(notifications: list[NotificationRecord]) -> list[NotificationRecord]:
+    """These notifications in the order they were created."""
+    return sorted(notifications, key=lambda n: (n.created_at, n.id))

@@ -130,6 +130,51 @@ def test_a_closing_socket_leaves_what_another_socket_acknowledged():
     assert transport.sent_ids(PENDING_NOTIFICATIONS) == []
 
 
+def moved_to_another_process(silent: str = "on-a"):
+    """alice's socket here goes silent as she connects on process pb; both sockets are sent a notification."""
+    delivery, store, presence, transport = make_delivery(shared=True)
+    delivery.connect("alice", silent, acknowledging=True)
+    presence.add("alice", "on-b", process_id="pb")
+    [note] = delivery.create(["alice"], "while moving")
+    delivery.tracker.sent(silent, [note.id])  # what the transport records as it sends
+    return delivery, store, note, transport
+
+
+def test_a_silent_socket_closing_leaves_what_the_users_socket_on_another_process_acknowledged():
+    delivery, store, note, transport = moved_to_another_process()
+    delivery.disconnect("on-a")
+    store.confirm([note.id])  # pb writes the acknowledgement it got, within the grace
+    delivery.put_back.later.run()
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == []  # not sent a second time
+    assert store.rows[note.id].received_at is not None
+
+
+def test_a_silent_socket_closing_puts_back_after_the_grace_what_nobody_acknowledged():
+    delivery, store, note, transport = moved_to_another_process()
+    delivery.disconnect("on-a")
+    assert store.status(note.id) is DELIVERED and transport.sent_ids(PENDING_NOTIFICATIONS) == []
+    [(seconds, _task)] = delivery.put_back.later.tasks
+    assert seconds >= 0.5  # several of the other process's confirmation writes
+    delivery.put_back.later.run()
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == [note.id]  # sent again, to pb's socket
+
+
+def test_a_stopping_process_puts_back_at_once_what_waits_out_its_grace():
+    delivery, store, note, transport = moved_to_another_process()
+    delivery.disconnect("on-a")
+    delivery.put_back.waiting_now()
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == [note.id]
+    delivery.put_back.later.run()  # the grace ends later: nothing left to do
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == [note.id]
+
+
+def test_a_closing_socket_of_a_user_offline_everywhere_puts_back_at_once():
+    delivery, store, note, _transport = moved_to_another_process()
+    delivery.presence.remove("on-b")
+    delivery.disconnect("on-a")
+    assert store.status(note.id) is PENDING and delivery.put_back.later.tasks == []
+
+
 def test_the_sweeper_puts_back_and_resends_only_what_stayed_unconfirmed():
     delivery, store, _presence, transport = make_delivery()
     delivery.connect("alice", "s1", acknowledging=True)

@@ -14,7 +14,7 @@ online. Both sides claim with `status = 'PENDING'` in the WHERE clause, so a row
 exactly one of them. With several processes, each send is routed by a presence read and
 followed to where its users moved (sends.py). What reaches no socket, or a socket that
 closes before it acknowledges, comes back: the closing socket puts it back
-(`disconnect`), and the sweeper puts back whatever stays unconfirmed (sweeper.py).
+(putback.py), and the sweeper puts back whatever stays unconfirmed (sweeper.py).
 """
 
 import logging
@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from app import metrics
 from app.delivery.confirmations import Confirmations, Tracker
 from app.delivery.ports import Presence, Reading, Route, Store, Transport
+from app.delivery.putback import PutBack
 from app.delivery.sends import NOBODY, Sends, count_route, notification_items
 from app.delivery.sweeper import Sweeper
 from app.errors import DomainError, TooManySocketsError
@@ -33,7 +34,7 @@ from app.protocol import (
     UNREAD_COUNT,
     NotificationStatus,
 )
-from app.records import NotificationRecord, new_ids, utcnow
+from app.records import NotificationRecord, new_records, oldest_first
 from app.schemas import notification_to_wire as to_wire
 
 # The name operators' log filters select delivery lines by.
@@ -42,7 +43,6 @@ log = logging.getLogger("app.services.delivery")
 # Log lines that operators and tests read (tests/support/logs.py).
 CREATED_LOG = "created %d notification(s) sent by %s: %d delivered live, %d pending"
 CONNECTED_LOG = "user %s connected (sid %s): %d pending sent"
-DISCONNECTED_LOG = "user %s disconnected (sid %s); %d unacknowledged put back"
 
 DELIVERED, PENDING = NotificationStatus.DELIVERED, NotificationStatus.PENDING
 
@@ -57,6 +57,7 @@ class Delivery:
         transport: Transport,
         confirmations: Confirmations,
         config: Mapping,
+        later: Callable[[float, Callable[[], None]], None],
     ) -> None:
         self.store = store
         self.presence = presence
@@ -66,6 +67,7 @@ class Delivery:
         self.config = config
         self.sends = Sends(presence, transport)
         self.sweeper = Sweeper(store, presence, confirmations, config, self.send_pending)
+        self.put_back = PutBack(store, presence, confirmations, self.send_pending, later)
 
     # ---- create ---------------------------------------------------------------------
 
@@ -90,8 +92,15 @@ class Delivery:
         """
         targets = _checked(user_ids, message)
         first = self.presence.read(targets)
-        created = _records(
-            targets, first, message=message, data=data, created_by=created_by, category=category, topic=topic
+        created = new_records(
+            targets,
+            first.online,
+            first.plain,
+            message=message,
+            data=data,
+            created_by=created_by,
+            category=category,
+            topic=topic,
         )
         self.store.insert(created, before_commit)
         delivered = [n for n in created if n.status is DELIVERED]
@@ -186,7 +195,7 @@ class Delivery:
         by_user: dict[str, list[NotificationRecord]] = {}
         for notification in self._claim(set(user_ids), reading.plain):
             by_user.setdefault(notification.user_id, []).append(notification)
-        items = [(user_id, [to_wire(n) for n in _oldest_first(rows)]) for user_id, rows in by_user.items()]
+        items = [(user_id, [to_wire(n) for n in oldest_first(rows)]) for user_id, rows in by_user.items()]
         self.sends.send_and_follow(PENDING_NOTIFICATIONS, items, reading)
         return sum(len(rows) for rows in by_user.values())
 
@@ -234,7 +243,7 @@ class Delivery:
             self.presence.remove(sid)
             self.transport.leave(sid, user_id)
             raise
-        pending = _oldest_first(claimed)
+        pending = oldest_first(claimed)
         if pending:
             self.transport.send_to_socket(sid, PENDING_NOTIFICATIONS, [to_wire(n) for n in pending])
         self.transport.send_to_socket(sid, UNREAD_COUNT, {"count": unread})  # right after the pending ones
@@ -242,25 +251,14 @@ class Delivery:
         return pending
 
     def disconnect(self, sid: str) -> str | None:
-        """Stop counting socket `sid`; put back to PENDING what it never acknowledged.
+        """Stop counting socket `sid`; put back to PENDING what it never acknowledged (putback.py).
 
-        An acknowledging socket's unacknowledged sends go back unless something else confirmed
-        them meanwhile (another socket's acknowledgement, a plain socket); if the user still
-        has a socket, they are sent again at once. A plain socket has none. Returns the
-        socket's user, if it was counted.
+        Returns the socket's user, if it was counted.
         """
         user_id = self.presence.remove(sid)
         unacknowledged = self.tracker.forget(sid)
-        if user_id is None:
-            return None
-        requeued = 0
-        if unacknowledged:
-            self.confirmations.flush()
-            requeued = len(self.store.requeue(unacknowledged))
-            if requeued and self.presence.read([user_id]).online:
-                metrics.RESENT_SOCKET_CLOSED.inc(self.send_pending({user_id}))
-        log.info(DISCONNECTED_LOG, user_id, sid, requeued)
-        metrics.REQUEUED_SOCKET_CLOSED.inc(requeued)
+        if user_id is not None:
+            self.put_back.closed(user_id, sid, unacknowledged)
         return user_id
 
 
@@ -272,25 +270,3 @@ def _checked(user_ids: Sequence[str], message: str) -> list[str]:
     if not isinstance(message, str) or not message:
         raise DomainError("message must be a non-empty string")
     return targets
-
-
-def _records(targets: list[str], reading: Reading, **content) -> list[NotificationRecord]:
-    """One record per target, with the same `content` (message, data, created_by, category, topic)."""
-    now = utcnow()
-    return [
-        NotificationRecord(
-            id=notification_id,
-            user_id=user_id,
-            status=DELIVERED if user_id in reading.online else PENDING,
-            created_at=now,
-            delivered_at=now if user_id in reading.online else None,
-            read_at=None,
-            received_at=now if user_id in reading.plain else None,
-            **content,
-        )
-        for notification_id, user_id in zip(new_ids(len(targets)), targets, strict=True)
-    ]
-
-
-def _oldest_first(notifications: list[NotificationRecord]) -> list[NotificationRecord]:
-    return sorted(notifications, key=lambda n: (n.created_at, n.id))

@@ -119,12 +119,14 @@ class GracefulStop:
             connection.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
         with self.app.app_context():
             delivery = current.current()
+            # What this process's sockets acknowledged, or its plain sockets were sent, is
+            # recorded; what they left unacknowledged goes back without waiting out its grace.
+            try:
+                delivery.put_back.waiting_now()
+                delivery.confirmations.flush()
+            except Exception:  # noqa: BLE001  (the sweeper of another process will decide)
+                log.exception("could not write delivery confirmations while stopping")
         delivery.presence.close()
-        # What this process's sockets acknowledged, or its plain sockets were sent, is recorded.
-        try:
-            delivery.confirmations.flush()
-        except Exception:  # noqa: BLE001  (the sweeper of another process will decide)
-            log.exception("could not write delivery confirmations while stopping")
         self.drained.send()
 
     def give_up(self) -> None:

@@ -155,9 +155,26 @@ class FakeTransport:
         return ids
 
 
+class Later:
+    """Background tasks of the core, held until a test runs them: `later(seconds, task)`."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, seconds: float, task: Callable[[], None]) -> None:
+        self.tasks.append((seconds, task))
+
+    def run(self) -> None:
+        """Run the tasks held so far, as if their time had come."""
+        tasks, self.tasks = self.tasks, []
+        for _seconds, task in tasks:
+            task()
+
+
 def make_delivery(shared: bool = False, **config) -> tuple[Delivery, FakeStore, FakePresence, FakeTransport]:
     """A core on fakes: several processes when `shared`, else one."""
     store, presence, transport = FakeStore(), FakePresence(shared), FakeTransport(routed=shared)
     confirmations = Confirmations(store.confirm, start_task=lambda _task: None, sleep=lambda _s: None)
     settings = {"MAX_SOCKETS_PER_USER": 10, "DELIVERY_CONFIRM_TIMEOUT": 30, **config}
-    return Delivery(store, presence, transport, confirmations, settings), store, presence, transport
+    delivery = Delivery(store, presence, transport, confirmations, settings, later=Later())
+    return delivery, store, presence, transport

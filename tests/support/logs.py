@@ -8,7 +8,7 @@ import re
 
 from app.cli import NO_SERVER_MESSAGE as NO_SERVER_ANSWERS  # stderr of send-notification
 from app.delivery.core import CONNECTED_LOG as USER_CONNECTED
-from app.delivery.core import DISCONNECTED_LOG as USER_DISCONNECTED
+from app.delivery.putback import DISCONNECTED_LOG as USER_DISCONNECTED
 from app.delivery.sweeper import PROCESS_REAPED_LOG as PROCESS_REAPED
 from app.realtime.patches import APPLIED_LOG as CORRECTIONS_IN_EFFECT
 from app.services.presence.redis import REGISTERED_LOG as PRESENCE_REGISTERED

@@ -6,7 +6,7 @@ import jwt as pyjwt
 import pytest
 from sqlalchemy import func, select
 
-from app.delivery import core as delivery_core
+from app import records
 from app.extensions import db
 from app.models import Notification
 from app.services import inbox
@@ -69,7 +69,7 @@ def test_paging_through_rows_created_on_a_whole_second(client, admin_post, auth_
     """Rows sharing a timestamp with no fraction of a second page like any others."""
     from datetime import UTC, datetime
 
-    monkeypatch.setattr(delivery_core, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
+    monkeypatch.setattr(records, "utcnow", lambda: datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC))
     ids = {admin_post(["alice"], f"m{i}").get_json()["notifications"][0]["id"] for i in range(3)}
     seen, url = [], "/v1/notifications?limit=1"
     while url:

@@ -21,9 +21,8 @@ from app.protocol import (
     NotificationStatus,
 )
 from app.schemas import notification_to_wire, utc_iso
-from app.services import delivery, rows
+from app.services import delivery, reads, rows
 
-COUNT_BATCH = 1000  # users per grouped count
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -96,21 +95,7 @@ def unread_count(user_id: str) -> int:
 
 def unread_counts(user_ids: Iterable[str]) -> dict[str, int]:
     """`unread_count` of several users in one query."""
-    users = sorted(set(user_ids))
-    counts = dict.fromkeys(users, 0)
-    with rows.one_statement() as connection:
-        for start in range(0, len(users), COUNT_BATCH):
-            counts.update(
-                connection.execute(
-                    select(Notification.user_id, func.count())
-                    .where(
-                        Notification.user_id.in_(users[start : start + COUNT_BATCH]),
-                        Notification.status != NotificationStatus.READ,
-                    )
-                    .group_by(Notification.user_id)
-                ).all()
-            )
-    return counts
+    return reads.unread_counts(sorted(set(user_ids)))
 
 
 def _tell(user_id: str, event: str, payload: dict) -> None:

@@ -2,15 +2,13 @@
 
 from collections.abc import Iterable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert
 
 from app.extensions import db
 from app.models import MutedCategory
 from app.protocol import PREFERENCES_UPDATED
-from app.services import delivery
+from app.services import delivery, reads
 from app.services.queries import sorted_values
-
-LOOKUP_BATCH = 1000  # users per muted-category read
 
 
 def muted(user_id: str) -> list[str]:
@@ -38,16 +36,5 @@ def set_muted(user_id: str, categories: list[str]) -> list[str]:
 
 
 def muting(category: str, user_ids: Iterable[str]) -> set[str]:
-    """Which of `user_ids` muted `category` (read in batches; served by the category's index)."""
-    users = list(user_ids)
-    found: set[str] = set()
-    for start in range(0, len(users), LOOKUP_BATCH):
-        found.update(
-            db.session.scalars(
-                select(MutedCategory.user_id).where(
-                    MutedCategory.category == category,
-                    MutedCategory.user_id.in_(users[start : start + LOOKUP_BATCH]),
-                )
-            )
-        )
-    return found
+    """Which of `user_ids` muted `category`."""
+    return reads.muting(category, list(user_ids))

@@ -1,0 +1,28 @@
+"""The per-send reads on the database (app/services/reads.py): muted categories, unread counts."""
+
+from app.extensions import db
+from app.models import MutedCategory
+from app.services import delivery, inbox, preferences, reads
+
+
+def test_muting_finds_exactly_the_users_who_muted_the_category_across_batches(app):
+    users = [f"u{i:04d}" for i in range(reads.BATCH + 500)]
+    muters = {users[3], users[reads.BATCH + 7]}  # one in each batch
+    with app.app_context():
+        db.session.add_all(MutedCategory(user_id=u, category="promo") for u in muters)
+        db.session.add(MutedCategory(user_id=users[5], category="other"))
+        db.session.commit()
+        assert preferences.muting("promo", users) == muters
+        assert preferences.muting("promo", ["nobody", "it's; --"]) == set()
+
+
+def test_unread_counts_count_what_is_not_read_and_zero_for_unknown_users(app):
+    with app.app_context():
+        core = delivery.current()
+        first, _second = core.create(["alice"], "one") + core.create(["alice"], "two")
+        core.create(["bob"], "three")
+        inbox.mark_read("alice", first.id)
+        users = ["alice", "bob", "carol"] + [f"x{i}" for i in range(reads.BATCH)]
+        counts = inbox.unread_counts(users)
+        assert (counts["alice"], counts["bob"], counts["carol"]) == (1, 1, 0)
+        assert len(counts) == len(users) and sum(counts.values()) == 2

@@ -19,3 +19,24 @@ def test_a_library_version_other_than_the_one_corrected_refuses_to_start(monkeyp
 
 def test_every_corrected_library_is_the_version_its_corrections_name():
     patches.check_versions()
+
+
+def test_rate_limit_counters_expire_when_read_and_are_swept_a_second_after_a_hit():
+    import time
+
+    from limits.storage.memory import MemoryStorage
+
+    from app.realtime.patches import limits
+
+    limits.apply()
+    storage = MemoryStorage()
+    time.sleep(0.05)  # the timer the storage starts with has run
+    storage.incr("expires", expiry=0.1)
+    storage.incr("stays", expiry=60)
+    assert storage.timer.interval == limits.SWEEP_SECONDS  # not 10 ms after the hit
+    time.sleep(0.15)
+    assert "expires" in storage.storage  # not swept yet...
+    assert storage.get("expires") == 0 and storage.get("stays") == 1  # ...but a read sees it expired
+    storage.incr("expires-later", expiry=0.1)
+    time.sleep(limits.SWEEP_SECONDS + 0.3)
+    assert "expires-later" not in storage.storage and storage.get("stays") == 1

@@ -17,6 +17,7 @@ EXPECTED = {
     patches.socketio_manager.INDEXED_ROOMS,
     patches.flask_socketio.PATH_RULE,
     patches.flask_jwt_extended.TOKEN_CACHE,
+    patches.limits.SWEEP_EVERY_SECOND,
 }
 
 

@@ -19,11 +19,12 @@ from app.realtime.patches import (
     eventlet,
     flask_jwt_extended,
     flask_socketio,
+    limits,
     socketio,
     socketio_manager,
 )
 
-MODULES = (eventlet, engineio, socketio, socketio_manager, flask_socketio, flask_jwt_extended)
+MODULES = (eventlet, engineio, socketio, socketio_manager, flask_socketio, flask_jwt_extended, limits)
 # Log line that a test reads (tests/support/logs.py): the corrections in effect in this process.
 APPLIED_LOG = "library corrections in effect: %s"
 
@@ -50,6 +51,7 @@ def apply(
     socketio.apply(server, allow_event)
     flask_socketio.apply(app)
     flask_jwt_extended.apply(jwt)
+    limits.apply()
     return in_effect(app, server, jwt)
 
 
@@ -57,4 +59,4 @@ def in_effect(app: Flask, server: Server, jwt: JWTManager) -> list[str]:
     """The names of the corrections installed in this app, its server and its JWT manager."""
     found = eventlet.in_effect(server) + engineio.in_effect(server) + socketio.in_effect(server)
     found += socketio_manager.in_effect(server)
-    return found + flask_socketio.in_effect(app) + flask_jwt_extended.in_effect(jwt)
+    return found + flask_socketio.in_effect(app) + flask_jwt_extended.in_effect(jwt) + limits.in_effect()

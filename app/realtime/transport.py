@@ -9,6 +9,9 @@ process as its kind asks (the contract's acknowledging and plain clients):
   records what it was sent until it answers;
 - plain sockets share one encoded packet, and a send to one confirms the notification.
 
+An `unread_count` is encoded once per emit as well, for every socket of the user: it goes
+out after each create, to every user of a fan-out.
+
 A socket that is not registered (refused, or already closing) gets nothing: a send that
 reaches a closing socket is exactly what would otherwise be lost.
 """
@@ -21,7 +24,7 @@ import socketio
 from app import metrics
 from app.delivery import Route, Tracker
 from app.delivery.confirmations import notification_ids
-from app.protocol import NAMESPACE, NOTIFICATION_EVENTS, PENDING_NOTIFICATIONS, user_room
+from app.protocol import NAMESPACE, NOTIFICATION_EVENTS, PENDING_NOTIFICATIONS, UNREAD_COUNT, user_room
 from app.realtime.patches.socketio_manager import EncodedEvent, IndexedRoomsMixin, ack_id
 
 
@@ -36,6 +39,8 @@ class TrackingManagerMixin(IndexedRoomsMixin):
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
         tracker = self.tracker
+        if event == UNREAD_COUNT and callback is None and skip_sid is None:
+            return self._emit_shared(event, data, namespace, to or room)
         if tracker is None or callback is not None or event not in NOTIFICATION_EVENTS:
             return super().emit(
                 event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs
@@ -64,6 +69,14 @@ class TrackingManagerMixin(IndexedRoomsMixin):
             tracker.sent_plain(ids)
         _count(event, sockets, len(ids))
         return None
+
+    def _emit_shared(self, event, data, namespace, to) -> None:
+        """`event` to every socket of `to` (a room or a socket), one packet encoded once for all."""
+        encoded = None
+        for _sid, eio_sid in list(self.get_participants(namespace, to)):
+            if encoded is None:
+                encoded = EncodedEvent(self.server.packet_class, namespace, [event, data])
+            encoded.send(self.server, eio_sid)
 
 
 def _count(event: str, sockets: int, notifications: int) -> None:

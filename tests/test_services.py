@@ -4,7 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 
+from app import records
 from app.errors import DomainError, NotFoundError
 from app.extensions import db
 from app.models import Notification, NotificationStatus
@@ -53,17 +55,25 @@ def test_create_writes_all_rows_in_one_insert_statement(app):
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 500
 
 
-def test_create_failure_stores_nothing(app, monkeypatch):
+def test_a_row_the_database_refuses_leaves_none_of_the_others_stored(app, monkeypatch):
+    with app.app_context():
+        [existing] = delivery.current().create(["first"], "x")
+        fresh = records.new_ids
+        monkeypatch.setattr(records, "new_ids", lambda count: fresh(count - 1) + [existing.id])  # a duplicate
+        with pytest.raises(IntegrityError):
+            delivery.current().create(["a", "b", "c"], "x")
+        db.session.rollback()
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+def test_a_failure_inside_the_transaction_stores_nothing(app):
     with app.app_context():
 
-        def boom(*args, **kwargs):
-            raise RuntimeError("emit failed before commit")
+        def boom():
+            raise RuntimeError("failed before commit")
 
-        monkeypatch.setattr(db.session, "commit", boom)
         with pytest.raises(RuntimeError):
-            delivery.current().create(["a", "b"], "x")
-        monkeypatch.undo()
-        db.session.rollback()
+            delivery.current().create(["a", "b"], "x", before_commit=boom)
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
 
 

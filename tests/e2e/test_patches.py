@@ -10,6 +10,7 @@ EXPECTED = {
     patches.engineio.MALFORMED_PACKETS,
     patches.engineio.CLOSE_WITHOUT_WAITING,
     patches.engineio.PING_SCHEDULER,
+    patches.engineio_websocket.WRITER_ON_DEMAND,
     patches.eventlet.COMPRESSION,
     patches.socketio.RESERVED_EVENTS,
     patches.socketio.CONNECT_FIRST,

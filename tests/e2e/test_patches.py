@@ -14,6 +14,7 @@ EXPECTED = {
     patches.eventlet.COMPRESSION,
     patches.socketio.RESERVED_EVENTS,
     patches.socketio.CONNECT_FIRST,
+    patches.socketio.CONNECT_THREAD,
     patches.socketio.TRIMMED_ENVIRONS,
     patches.socketio_manager.INDEXED_ROOMS,
     patches.flask_socketio.PATH_RULE,

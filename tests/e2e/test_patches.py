@@ -7,6 +7,7 @@ from tests.support.logs import CORRECTIONS_IN_EFFECT
 EXPECTED = {
     patches.eventlet.SMALL_READ_BUFFERS,
     patches.eventlet.REQUEST_DEADLINES,
+    patches.eventlet.RELEASED_HTTP_STATE,
     patches.engineio.MALFORMED_PACKETS,
     patches.engineio.CLOSE_WITHOUT_WAITING,
     patches.engineio.PING_SCHEDULER,

@@ -58,6 +58,7 @@ class WebSocket:
         self.socket = GreenSocket(raw)
         self._sendlock = eventlet.semaphore.Semaphore()
         self.closed = False
+        self.websocket_closed = False
         self.fail = False
 
     def _pack_message(self, message) -> bytes:
@@ -70,7 +71,8 @@ class WebSocket:
             self.socket.sendall(self._pack_message(message))
 
     def close(self) -> None:
-        self.closed = True
+        assert not self.websocket_closed, "closed twice (eventlet would log a shutdown error)"
+        self.closed = self.websocket_closed = True
 
 
 def writer_for(room: int = 1 << 20) -> tuple[WebSocketWriter, eventlet.queue.Queue, WebSocket]:
@@ -121,6 +123,14 @@ def test_the_close_marker_closes_the_websocket_after_what_was_queued_before_it()
     assert ws.closed and writer.stopped
     queue.put(message("after the close"))
     assert ws.socket.fd.data == b"[4last]"
+
+
+def test_a_websocket_the_client_already_closed_is_not_closed_again():
+    writer, queue, ws = writer_for()
+    ws.websocket_closed = True  # eventlet answered the client's close frame and closed its socket
+    queue.put(None)
+    writer.join()
+    assert writer.stopped and not ws.closed
 
 
 def test_a_failed_send_closes_the_websocket_as_the_library_writer_did():

@@ -133,7 +133,8 @@ class WebSocketWriter:
         except BaseException:  # noqa: BLE001, S110  (as the library's writer: a failed send ends the websocket)
             pass
         self.stopped = True
-        self.ws.close()
+        if not getattr(self.ws, "websocket_closed", False):  # not already closed by the client's close frame
+            self.ws.close()
 
     def join(self) -> None:
         """Until the backlog green thread, if there is one, has ended (started or not yet)."""

@@ -43,7 +43,11 @@ class GreenSocket:
 
     def __init__(self, raw: RawSocket):
         self.fd = raw
+        self.shut = None
         self.waited = b""  # what went through the (green) waiting sendall
+
+    def shutdown(self, how) -> None:
+        self.shut = how
 
     def sendall(self, data: bytes) -> None:
         eventlet.sleep(0)  # a send that waits lets other green threads run
@@ -70,7 +74,7 @@ class WebSocket:
         with self._sendlock:
             self.socket.sendall(self._pack_message(message))
 
-    def close(self) -> None:
+    def _send_closing_frame(self, ignore_send_errors=False) -> None:
         assert not self.websocket_closed, "closed twice (eventlet would log a shutdown error)"
         self.closed = self.websocket_closed = True
 
@@ -121,6 +125,7 @@ def test_the_close_marker_closes_the_websocket_after_what_was_queued_before_it()
     writer.join()
     assert ws.socket.fd.data == b"[4last]"
     assert ws.closed and writer.stopped
+    assert ws.socket.shut == socket.SHUT_RDWR  # the reader sees the end; its request closes the socket
     queue.put(message("after the close"))
     assert ws.socket.fd.data == b"[4last]"
 

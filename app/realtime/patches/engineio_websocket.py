@@ -1,7 +1,9 @@
 """Corrections to python-engineio's (4.15.1) websocket transport on eventlet: no writer green thread
 per socket (the socket's memory: tests/test_socket_memory.py, bench/README.md)."""
 
+import contextlib
 import logging
+import socket
 
 import socketio
 from engineio import exceptions
@@ -133,8 +135,21 @@ class WebSocketWriter:
         except BaseException:  # noqa: BLE001, S110  (as the library's writer: a failed send ends the websocket)
             pass
         self.stopped = True
-        if not getattr(self.ws, "websocket_closed", False):  # not already closed by the client's close frame
-            self.ws.close()
+        self.close()
+
+    def close(self) -> None:
+        """Send the closing frame and shut the socket down: its reader sees the end of the stream at
+        once, and the socket itself is closed when the reader's request ends (eventlet's `finish`).
+
+        Closing it here, as the library's writer did with `ws.close()`, pulls the socket from
+        under the reader blocked on it, whose websocket then closes it again and logs a
+        shutdown error (EBADF). Nothing to do when the client's close frame closed it already.
+        """
+        if getattr(self.ws, "websocket_closed", False):
+            return
+        self.ws._send_closing_frame(ignore_send_errors=True)
+        with contextlib.suppress(OSError):
+            self.ws.socket.shutdown(socket.SHUT_RDWR)
 
     def join(self) -> None:
         """Until the backlog green thread, if there is one, has ended (started or not yet)."""

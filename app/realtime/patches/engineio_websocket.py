@@ -63,7 +63,7 @@ class WebSocketWriter:
     Upstream limitation: `Socket._websocket_handler` starts a writer green thread per websocket,
     which waits on the socket's queue for the life of the connection: with its GreenThread,
     the C stack slice and the Python frame stack a suspended greenlet keeps, its queue waiter
-    and timeout timer, it is about a sixth of an idle socket's memory (the upstream fix would
+    and timeout timer, it is about 7 KiB of an idle socket's memory (the upstream fix would
     write from the sending thread, as Node's `ws` does). Here a packet put in the queue is
     written at once by the green thread that sends it, as long as the socket takes the frame
     whole without waiting; otherwise (a full socket buffer, a frame already waiting, the

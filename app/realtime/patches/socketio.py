@@ -135,7 +135,7 @@ def connect_on_own_green_thread(server: socketio.Server) -> None:
     connection. The connect handler's calls (the request context, the token, the rate
     limits, the database) reach deep into its Python frame stack: on Python 3.11+, each
     greenlet has its own frame stack, whose pages, once touched, stay resident as long as the
-    greenlet lives, some 10 KiB per idle socket (the upstream fix would be none in the
+    greenlet lives, about 2 KiB per idle socket (the upstream fix would be none in the
     library: it is the cost of a greenlet per connection). On a green thread that ends with
     the connect, they are freed at once; the reader waits for it, so packets are still
     handled one after the other, in order. Only on eventlet (`apply`).

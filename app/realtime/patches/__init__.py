@@ -16,6 +16,7 @@ from socketio import Server
 
 from app.realtime.patches import (
     engineio,
+    engineio_websocket,
     eventlet,
     flask_jwt_extended,
     flask_socketio,
@@ -24,7 +25,16 @@ from app.realtime.patches import (
     socketio_manager,
 )
 
-MODULES = (eventlet, engineio, socketio, socketio_manager, flask_socketio, flask_jwt_extended, limits)
+MODULES = (
+    eventlet,
+    engineio,
+    engineio_websocket,
+    socketio,
+    socketio_manager,
+    flask_socketio,
+    flask_jwt_extended,
+    limits,
+)
 # Log line that a test reads (tests/support/logs.py): the corrections in effect in this process.
 APPLIED_LOG = "library corrections in effect: %s"
 
@@ -48,6 +58,7 @@ def apply(
     check_versions()
     eventlet.apply(server, app.config["WEBSOCKET_COMPRESSION"], app.config["WEBSOCKET_COMPRESSION_THRESHOLD"])
     engineio.apply(server)
+    engineio_websocket.apply(server)
     socketio.apply(server, allow_event)
     flask_socketio.apply(app)
     flask_jwt_extended.apply(jwt)
@@ -57,6 +68,7 @@ def apply(
 
 def in_effect(app: Flask, server: Server, jwt: JWTManager) -> list[str]:
     """The names of the corrections installed in this app, its server and its JWT manager."""
-    found = eventlet.in_effect(server) + engineio.in_effect(server) + socketio.in_effect(server)
+    found = eventlet.in_effect(server) + engineio.in_effect(server) + engineio_websocket.in_effect(server)
+    found += socketio.in_effect(server)
     found += socketio_manager.in_effect(server)
     return found + flask_socketio.in_effect(app) + flask_jwt_extended.in_effect(jwt) + limits.in_effect()

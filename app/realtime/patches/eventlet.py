@@ -5,6 +5,7 @@ Only where the server runs on eventlet (not under `flask` commands, which run wi
 """
 
 import socket
+from http.client import HTTPMessage
 
 import socketio
 from engineio import Server as EngineIOServer
@@ -20,6 +21,9 @@ HTTP_WRITE_BUFFER = 2048
 SMALL_READ_BUFFERS = "eventlet: 2 KiB read buffers"
 REQUEST_DEADLINES = "eventlet: request line and header deadlines with 2 KiB write buffers and TCP_NODELAY"
 COMPRESSION = "eventlet: websocket compression only as configured"
+RELEASED_HTTP_STATE = "eventlet: HTTP buffers and headers released once a websocket is up"
+# The request headers of a connection that became a websocket (read by no one after the switch).
+EMPTY_HEADERS = HTTPMessage()
 
 
 def apply(server: socketio.Server, compression: bool = False, threshold: int = 0) -> None:
@@ -40,6 +44,8 @@ def in_effect(server: socketio.Server) -> list[str]:
     found = [SMALL_READ_BUFFERS] if protocol.rbufsize == HTTP_READ_BUFFER else []
     if hasattr(protocol, "_read_request_line") and hasattr(protocol, "parse_request"):
         found.append(REQUEST_DEADLINES)
+    if hasattr(protocol, "get_environ"):  # where `deadline_protocol` hooks the release
+        found.append(RELEASED_HTTP_STATE)
     if getattr(server.eio._async["websocket"], "configured_compression", False):
         found.append(COMPRESSION)
     return found
@@ -96,7 +102,36 @@ def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
             with eventlet.Timeout(header_timeout, TimeoutError("headers not complete in time")):
                 return super().parse_request()
 
+        def get_environ(self):
+            environ = super().get_environ()
+            set_idle = environ["eventlet.set_idle"]
+
+            def switched_to_websocket():  # eventlet's websocket calls it once its handshake is sent
+                set_idle()
+                release_http_state(self)
+
+            environ["eventlet.set_idle"] = switched_to_websocket
+            return environ
+
     return DeadlineHttpProtocol
+
+
+def release_http_state(protocol) -> None:
+    """Free what a connection holds for HTTP once it is a websocket.
+
+    Upstream limitation: eventlet's HTTP protocol keeps the connection's read and write
+    buffers (`rfile`, `wfile`) and the request's parsed headers for as long as its
+    request runs, which for a websocket is the life of the connection, though the
+    websocket reads and writes its socket itself (the upstream fix would release them in
+    `WebSocketWSGI.__call__` once the handshake is sent). Closing the buffered files frees
+    their buffers and leaves the socket open (the socket's own close comes when the
+    request ends, as before); the headers become an empty set, so that nothing
+    reads a stale request after the switch. Called by `deadline_protocol`'s
+    `eventlet.set_idle`, which eventlet's websocket calls right after its handshake.
+    """
+    protocol.rfile.close()
+    protocol.wfile.close()
+    protocol.headers = EMPTY_HEADERS
 
 
 def configure_compression(eio: EngineIOServer, enabled: bool, threshold: int) -> None:

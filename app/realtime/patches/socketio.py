@@ -1,5 +1,6 @@
 """Corrections to python-socketio (5.18.1) in its server: reserved event names, the CONNECT packet
-first, trimmed environs, the Admin UI's refused connects (its client managers: socketio_manager.py)."""
+first, connects handled on their own green thread, trimmed environs, the Admin UI's refused connects
+(its client managers: socketio_manager.py)."""
 
 import logging
 from collections.abc import Callable
@@ -16,6 +17,7 @@ WRITTEN_FOR = "5.18.1"
 RESERVED_EVENTS = "socketio: client events named connect/disconnect dropped"
 CONNECT_FIRST = "socketio: nothing reaches a socket before its CONNECT packet"
 TRIMMED_ENVIRONS = "socketio: environs kept without transport keys"
+CONNECT_THREAD = "socketio: connects handled on their own green thread"
 REFUSED_CONNECTS = "socketio: Admin UI told of refused connects"
 
 
@@ -24,6 +26,8 @@ def apply(server: socketio.Server, allow_event: Callable[[str], bool] | None = N
     app/realtime/admin_ui.py)."""
     ignore_reserved_client_events(server, allow_event)
     connect_packet_first(server)
+    if server.eio.async_mode == "eventlet":
+        connect_on_own_green_thread(server)
     keep_trimmed_environ(server)
 
 
@@ -32,6 +36,7 @@ def in_effect(server: socketio.Server) -> list[str]:
     checks = (
         (RESERVED_EVENTS, getattr(server._handle_event, "checks_reserved", False)),
         (CONNECT_FIRST, getattr(server._handle_connect, "holds_packets", False)),
+        (CONNECT_THREAD, getattr(server._handle_connect, "own_green_thread", False)),
         (TRIMMED_ENVIRONS, isinstance(server.environ, TrimmedEnvirons)),
         (REFUSED_CONNECTS, getattr(server._trigger_event, "reports_refused", False)),
     )
@@ -120,6 +125,33 @@ def connect_packet_first(server: socketio.Server) -> None:
     server._handle_connect = holding_handle_connect
     server._send_packet = answer_then_release
     server._send_eio_packet = hold_until_connected
+
+
+def connect_on_own_green_thread(server: socketio.Server) -> None:
+    """Run each namespace CONNECT on a green thread of its own, which the reader waits for.
+
+    Upstream limitation: the CONNECT packet is handled by the green thread that reads the
+    websocket, the one that then waits for the client's packets for the life of the
+    connection. The connect handler's calls (the request context, the token, the rate
+    limits, the database) reach deep into its Python frame stack: on Python 3.11+, each
+    greenlet has its own frame stack, whose pages, once touched, stay resident as long as the
+    greenlet lives, for every idle socket (the upstream fix would be none in the
+    library: it is the cost of a greenlet per connection). On a green thread that ends with
+    the connect, they are freed at once; the reader waits for it, so packets are still
+    handled one after the other, in order. Only on eventlet (`apply`).
+    """
+    if getattr(server._handle_connect, "own_green_thread", False):
+        return
+    import eventlet
+
+    handle_connect = server._handle_connect
+
+    def handle_connect_on_own_green_thread(eio_sid, namespace, data):
+        return eventlet.spawn(handle_connect, eio_sid, namespace, data).wait()
+
+    handle_connect_on_own_green_thread.own_green_thread = True
+    handle_connect_on_own_green_thread.holds_packets = getattr(handle_connect, "holds_packets", False)
+    server._handle_connect = handle_connect_on_own_green_thread
 
 
 # Keys of the WSGI environ that describe the HTTP request as a transport (its body stream,

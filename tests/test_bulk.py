@@ -1,0 +1,136 @@
+"""The one-statement bulk paths store and find exactly what SQLAlchemy's row-by-row ones do."""
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, insert
+
+from app.extensions import db
+from app.models import RECORD_COLUMNS, MutedCategory, Notification, NotificationRecord
+from app.protocol import NotificationStatus
+from app.services import preferences, rows
+
+AWKWARD = [
+    "plain",
+    "ünïcödé",
+    'quote"s',
+    "back\\slash",
+    "tab\tand\nnewline",
+    "emoji 🎉",
+    "line\u2028separator",
+    "control\x01\x1f",
+    "[1, 2]",
+    "null",
+    "x" * 250,  # room for a suffix within 255
+]
+T0 = datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=UTC)
+
+
+def fan_out(count: int) -> list[NotificationRecord]:
+    """A fan-out's records: one message, data dict and timestamp shared, ids and users per row."""
+    data = {"url": "/a?b=c", "nested": {"list": [1, 2.5, None, True], "text": 'é"\\'}}
+    return [
+        NotificationRecord(
+            id=f"00000000-0000-4000-8000-{i:012d}",
+            user_id=AWKWARD[i % len(AWKWARD)] + str(i),
+            message="shared ✓",
+            status=NotificationStatus.PENDING,
+            created_at=T0,
+            delivered_at=None,
+            read_at=None,
+            data=data,
+            created_by="admin",
+            category="general",
+            topic=None,
+        )
+        for i in range(count)
+    ]
+
+
+def all_varying(count: int) -> list[NotificationRecord]:
+    """Records in which every column differs from row to row, nulls and awkward text included."""
+    statuses = list(NotificationStatus)
+    records = []
+    for i in range(count):
+        at = T0 + timedelta(microseconds=i * 1001, seconds=i)
+        records.append(
+            NotificationRecord(
+                id=f"00000000-0000-4000-8000-{i:012d}",
+                user_id=AWKWARD[i % len(AWKWARD)],
+                message=AWKWARD[(i + 3) % len(AWKWARD)],
+                status=statuses[i % 3],
+                created_at=at.replace(microsecond=0) if i % 4 == 0 else at,
+                delivered_at=None if i % 3 == 0 else at,
+                read_at=at if i % 3 == 2 else None,
+                received_at=at if i % 2 else None,
+                data=None if i % 5 == 0 else {"i": i, "s": AWKWARD[i % len(AWKWARD)]},
+                created_by=None if i % 2 else AWKWARD[i % len(AWKWARD)],
+                category=f"cat-{i % 4}",
+                topic=None if i % 3 else f"topic.{i}",
+            )
+        )
+    return records
+
+
+def stored_raw() -> list[tuple]:
+    """Every notification row as the driver reads it (no conversion by SQLAlchemy), by id."""
+    names = ", ".join(column.name for column in RECORD_COLUMNS)
+    with db.engine.connect() as connection:
+        result = connection.exec_driver_sql(f"SELECT {names} FROM notifications ORDER BY id")
+        return [tuple(row) for row in result]
+
+
+def stored_by(write, records: list[NotificationRecord]) -> list[tuple]:
+    write(records)
+    db.session.commit()
+    stored = stored_raw()
+    db.session.execute(delete(Notification))
+    db.session.commit()
+    return stored
+
+
+def row_by_row(records: list[NotificationRecord]) -> None:
+    db.session.execute(insert(Notification), [asdict(n) for n in records])
+
+
+@pytest.mark.parametrize("records", [fan_out(1), fan_out(300), all_varying(1), all_varying(60)])
+def test_bulk_insert_stores_what_the_row_by_row_insert_stores(app, records):
+    with app.app_context():
+        expected = stored_by(row_by_row, records)
+        assert len(expected) == len(records)
+        assert stored_by(rows.insert, records) == expected
+
+
+def test_bulk_insert_of_mixed_statuses_keeps_each_rows_own(app):
+    records = fan_out(20)
+    for n in records[::3]:
+        n.status, n.delivered_at, n.received_at = NotificationStatus.DELIVERED, T0, T0
+    with app.app_context():
+        assert stored_by(rows.insert, records) == stored_by(row_by_row, records)
+
+
+def test_bulk_insert_failure_stores_nothing(app):
+    records = fan_out(50)
+    records[-1].id = records[0].id  # the primary key refuses the last row
+    with app.app_context():
+        with pytest.raises(Exception):  # noqa: B017, PT011  (the driver's IntegrityError)
+            rows.insert(records)
+            db.session.commit()
+        db.session.rollback()
+        assert stored_raw() == []
+
+
+def test_muting_finds_exactly_the_users_who_muted_the_category(app):
+    users = [f"{name}{i}" for i, name in enumerate(AWKWARD * 200)]
+    with app.app_context():
+        db.session.execute(
+            insert(MutedCategory),
+            [{"user_id": u, "category": "news"} for u in users[::7]]
+            + [{"user_id": u, "category": "other"} for u in users[1::7]],
+        )
+        db.session.commit()
+        assert preferences.muting("news", users) == set(users[::7])
+        assert preferences.muting("news", users[1::7]) == set()
+        assert preferences.muting("news", [users[0]]) == {users[0]}
+        assert preferences.muting("news", []) == set()

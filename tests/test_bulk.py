@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert
 from app.extensions import db
 from app.models import RECORD_COLUMNS, MutedCategory, Notification, NotificationRecord
 from app.protocol import NotificationStatus
+from app.records import new_records
 from app.services import preferences, rows
 
 AWKWARD = [
@@ -134,3 +135,39 @@ def test_muting_finds_exactly_the_users_who_muted_the_category(app):
         assert preferences.muting("news", users[1::7]) == set()
         assert preferences.muting("news", [users[0]]) == {users[0]}
         assert preferences.muting("news", []) == set()
+
+
+@pytest.mark.parametrize("online", [set(), {"b"}, {"a", "b", "c"}])
+def test_new_records_hold_each_value_in_its_own_field(online):
+    plain = online & {"c"}
+    made = new_records(["a", "b", "c"], online, plain, message="m", data={"k": 1}, created_by="x", topic="t")
+    for n in made:
+        now = n.created_at
+        expected = NotificationRecord(
+            id=n.id,
+            user_id=n.user_id,
+            message="m",
+            status=NotificationStatus.DELIVERED if n.user_id in online else NotificationStatus.PENDING,
+            created_at=now,
+            delivered_at=now if n.user_id in online else None,
+            read_at=None,
+            received_at=now if n.user_id in plain else None,
+            data={"k": 1},
+            created_by="x",
+            category="general",
+            topic="t",
+        )
+        assert n == expected
+    assert [n.user_id for n in made] == ["a", "b", "c"] and len({n.id for n in made}) == 3
+
+
+def test_bulk_insert_refuses_a_value_longer_than_its_column_rather_than_cut_it(app):
+    records = fan_out(3)
+    records[1].user_id = "y" * 256
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite does not enforce VARCHAR lengths")
+        with pytest.raises(Exception, match="too long"):  # noqa: B017, PT011  (the driver's DataError)
+            rows.insert(records)
+        db.session.rollback()
+        assert stored_raw() == []

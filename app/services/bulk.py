@@ -1,10 +1,12 @@
 """Many rows in one statement: the notifications' bulk INSERT.
 
-A statement whose size follows the data (one bind per value of an `IN (...)`, one VALUES
-per row) costs SQLAlchemy a rendering and the database a parse at every call, and the
-driver a bind per value. Here the data travels as one parameter instead: a PostgreSQL
-array, or JSON text that SQLite's `json_each` reads in C. The statement text depends only
-on which columns vary between rows, so it is built once.
+An INSERT of one VALUES per row costs SQLAlchemy a rendering and the database a parse at
+every call, and executemany costs the driver a bind per value of every row. Here the
+rows travel as one parameter of JSON text, which the
+database reads in C (SQLite's `json_each`, PostgreSQL's `json_array_elements`): psycopg2
+would send a Python list as an `ARRAY[...]` of one literal per value, for PostgreSQL to
+parse and plan one by one. The statement text depends only on which columns vary between
+rows, so it is built once.
 """
 
 from functools import lru_cache
@@ -12,14 +14,21 @@ from itertools import repeat
 from operator import attrgetter, is_
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import String, text
 from sqlalchemy.dialects import postgresql
 
 from app.models import RECORD_COLUMNS, Notification, NotificationRecord
 
 _TABLE = Notification.__table__
 _NAMES = [f"raw_{column.key}" for column in RECORD_COLUMNS]
-ROWS = "raw_rows"  # SQLite: the JSON array of the rows' varying values
+ROWS = "raw_rows"  # the JSON array of the rows' varying values
+_PG = postgresql.dialect()
+# A value's type in PostgreSQL, text for text columns: an explicit cast to VARCHAR(n) would
+# cut a longer value short, where storing it into the column refuses it.
+_PG_TYPES = {
+    column.key: "TEXT" if isinstance(column.type, String) else column.type.compile(dialect=_PG)
+    for column in RECORD_COLUMNS
+}
 
 
 def insert_notifications(records: list[NotificationRecord], dialect, processors: list):
@@ -27,8 +36,8 @@ def insert_notifications(records: list[NotificationRecord], dialect, processors:
 
     `processors`: each record column's bind processor for the dialect (or None). A value
     every row shares (a fan-out's message, status, timestamps, data) is bound once and
-    converted once; the others go as one array per column (PostgreSQL) or one JSON array
-    of rows (SQLite), converting each distinct value once.
+    converted once; the others go in one JSON array of rows, converting each distinct
+    value once.
     """
     columns = [
         _column_values(records, column.key, process)
@@ -36,12 +45,11 @@ def insert_notifications(records: list[NotificationRecord], dialect, processors:
     ]
     shared = tuple(is_shared for is_shared, _ in columns)
     params = {name: value for name, (is_shared, value) in zip(_NAMES, columns, strict=True)}
-    if dialect.name == "postgresql":
-        return _unnest_statement(shared), params
     varying = [params.pop(name) for name, is_shared in zip(_NAMES, shared, strict=True) if not is_shared]
     if varying:
+        # Values are text, None or (PostgreSQL) aware datetimes, which orjson writes in RFC 3339.
         params[ROWS] = orjson.dumps(list(zip(*varying, strict=True))).decode()
-    return _json_rows_statement(shared), params
+    return _json_rows_statement(shared, dialect.name), params
 
 
 def _column_values(records: list[NotificationRecord], key: str, process) -> tuple[bool, object]:
@@ -69,40 +77,24 @@ def _converted(values: list, process) -> list:
 
 
 @lru_cache(maxsize=64)
-def _unnest_statement(shared: tuple[bool, ...]):
-    """PostgreSQL: INSERT ... SELECT FROM unnest(arrays of the varying columns), shared ones as scalars."""
-    dialect = postgresql.dialect()
-    arrays, values = [], []
-    for column, name, is_shared in zip(RECORD_COLUMNS, _NAMES, shared, strict=True):
-        sql_type = column.type.dialect_impl(dialect).compile(dialect=dialect)
-        if is_shared:
-            values.append(f"CAST(:{name} AS {sql_type})")
-        else:
-            arrays.append(f"CAST(:{name} AS {sql_type}[])")
-            values.append(f"v.c{len(arrays)}")
-    aliases = ", ".join(f"c{i}" for i in range(1, len(arrays) + 1))
-    source = f" FROM unnest({', '.join(arrays)}) AS v({aliases})" if arrays else ""  # else: one row
-    return _insert_select(values, source)
+def _json_rows_statement(shared: tuple[bool, ...], dialect_name: str):
+    """INSERT ... SELECT FROM the JSON array of the rows' varying values; shared ones as binds.
 
-
-@lru_cache(maxsize=64)
-def _json_rows_statement(shared: tuple[bool, ...]):
-    """SQLite: INSERT ... SELECT FROM json_each(the rows' varying values), shared ones as binds.
-
-    Every varying value is text or null (timestamps, the status and `data` are converted to
-    their stored text first), which `json_extract` gives back as the same text or NULL.
+    SQLite: each varying value is text or null (timestamps, the status and `data` are
+    converted to their stored text first), which `json_extract` gives back as that text or
+    NULL. PostgreSQL: `->>` gives the value's text (or NULL), cast to the column's type, as
+    the shared binds are.
     """
+    postgres = dialect_name == "postgresql"
     values, varying = [], 0
-    for name, is_shared in zip(_NAMES, shared, strict=True):
+    for column, name, is_shared in zip(RECORD_COLUMNS, _NAMES, shared, strict=True):
         if is_shared:
-            values.append(f":{name}")
+            value = f":{name}"
         else:
-            values.append(f"json_extract(value, '$[{varying}]')")
+            value = f"value->>{varying}" if postgres else f"json_extract(value, '$[{varying}]')"
             varying += 1
-    source = f" FROM json_each(:{ROWS})" if varying else ""  # else: one row
-    return _insert_select(values, source)
-
-
-def _insert_select(values: list[str], source: str):
+        values.append(f"CAST({value} AS {_PG_TYPES[column.key]})" if postgres else value)
+    rows = f"json_array_elements(CAST(:{ROWS} AS JSON))" if postgres else f"json_each(:{ROWS})"
+    source = f" FROM {rows}" if varying else ""  # else: one row
     names = ", ".join(column.name for column in RECORD_COLUMNS)
     return text(f"INSERT INTO {_TABLE.name} ({names}) SELECT {', '.join(values)}{source}")

@@ -1,12 +1,11 @@
 """Many rows in one statement: the notifications' bulk INSERT.
 
 An INSERT of one VALUES per row costs SQLAlchemy a rendering and the database a parse at
-every call, and executemany costs the driver a bind per value of every row. Here the
-rows travel as one parameter of JSON text, which the
-database reads in C (SQLite's `json_each`, PostgreSQL's `json_array_elements`): psycopg2
-would send a Python list as an `ARRAY[...]` of one literal per value, for PostgreSQL to
-parse and plan one by one. The statement text depends only on which columns vary between
-rows, so it is built once.
+every call, and executemany costs the driver a bind per value of every row. Here the rows
+travel as one parameter of JSON text, which the database reads in C (SQLite's `json_each`,
+PostgreSQL's `json_array_elements`): psycopg2 would send a Python list as an `ARRAY[...]`
+of one literal per value, for PostgreSQL to parse and plan one by one. The statement text
+depends only on which columns vary between rows, so it is built once.
 """
 
 from functools import lru_cache

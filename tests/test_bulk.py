@@ -4,12 +4,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 
 from app.extensions import db
 from app.models import RECORD_COLUMNS, MutedCategory, Notification, NotificationRecord
 from app.protocol import NotificationStatus
 from app.records import new_records
+from app.schemas import notification_to_wire
 from app.services import preferences, rows
 
 AWKWARD = [
@@ -171,3 +172,29 @@ def test_bulk_insert_refuses_a_value_longer_than_its_column_rather_than_cut_it(a
             rows.insert(records)
         db.session.rollback()
         assert stored_raw() == []
+
+
+def read_by_sqlalchemy() -> dict[str, NotificationRecord]:
+    """Every stored notification as SQLAlchemy's own type processing reads it, by id."""
+    result = db.session.execute(select(*RECORD_COLUMNS))
+    return {row.id: NotificationRecord(*row) for row in result}
+
+
+@pytest.mark.parametrize("received", [False, True])
+def test_claimed_records_hold_what_sqlalchemy_reads_back(app, received):
+    records = all_varying(60)
+    for n in records[::2]:
+        n.status, n.delivered_at, n.received_at = NotificationStatus.PENDING, None, None
+    pending = sorted(n.id for n in records if n.status is NotificationStatus.PENDING)
+    with app.app_context():
+        rows.insert(records)
+        db.session.commit()
+        claimed = rows.claim(Notification.__table__.c.user_id.in_(AWKWARD), received=received)
+        stored = read_by_sqlalchemy()
+        assert sorted(n.id for n in claimed) == pending
+        for n in claimed:
+            assert n == stored[n.id]
+            assert notification_to_wire(n, sender=True) == notification_to_wire(stored[n.id], sender=True)
+            assert type(n.status) is NotificationStatus and n.created_at.tzinfo is UTC
+        data = [n.data for n in claimed if n.data is not None]
+        assert len({id(d) for d in data}) == len(data), "each record has a dict of its own"

@@ -78,10 +78,10 @@ def claim(*criteria, received: bool = False) -> list[NotificationRecord]:
         update(table)
         .where(table.c.status == NotificationStatus.PENDING, *criteria)
         .values(**values)
-        .returning(*RECORD_COLUMNS)
+        .returning(*bulk.RAW_RECORD_COLUMNS)
     )
     with one_statement() as connection:
-        return [NotificationRecord(*row) for row in connection.execute(statement)]
+        return bulk.records(connection.execute(statement).all(), connection.dialect)
 
 
 def requeue(*criteria) -> set[str]:

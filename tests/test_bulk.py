@@ -198,3 +198,21 @@ def test_claimed_records_hold_what_sqlalchemy_reads_back(app, received):
             assert type(n.status) is NotificationStatus and n.created_at.tzinfo is UTC
         data = [n.data for n in claimed if n.data is not None]
         assert len({id(d) for d in data}) == len(data), "each record has a dict of its own"
+
+
+def test_confirm_stamps_only_the_unstamped_ones_among_the_ids_in_every_batch(app):
+    records = fan_out(rows.CONFIRM_BATCH + 20)
+    for n in records:
+        n.status, n.delivered_at = NotificationStatus.DELIVERED, T0
+    records[3].received_at = T0
+    with app.app_context():
+        rows.insert(records)
+        db.session.commit()
+        asked = [n.id for n in records[:-5]] + ["00000000-0000-4000-8000-999999999999"]
+        assert rows.confirm(asked) == len(records) - 5 - 1
+        stored = read_by_sqlalchemy()
+        assert stored[records[3].id].received_at == T0
+        assert all(stored[n.id].received_at is None for n in records[-5:])
+        stamped = {stored[n.id].received_at for n in records[:-5]} - {T0}
+        assert len(stamped) == 1 and stamped.pop().tzinfo is UTC
+        assert rows.confirm(asked) == 0

@@ -200,16 +200,22 @@ def test_fast_wire_form_equals_the_schema_for_every_status(app):
             assert notification_to_wire(row) == NotificationSchema().dump(row)
 
 
-def test_bulk_ids_are_distinct_version_4_uuids():
+def test_bulk_ids_are_distinct_time_ordered_uuids():
+    import time
     import uuid
 
-    from app.models import new_ids
+    from app.models import new_id, new_ids
 
-    ids = new_ids(2000)
-    assert len(set(ids)) == 2000
-    for value in ids[:50]:
+    before = time.time_ns() // 1_000_000
+    ids = new_ids(2000) + [new_id()]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == 2001 and new_ids(0) == []
+    for value in ids:
         parsed = uuid.UUID(value)
-        assert parsed.version == 4 and str(parsed) == value
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == value
+        assert before <= parsed.int >> 80 <= after  # its first 48 bits: Unix time in milliseconds
+    random_bits = {uuid.UUID(value).int & ((1 << 74) - 1) for value in ids}
+    assert len(random_bits) == 2001
 
 
 @pytest.mark.parametrize("notification_id", ["a\x00b", "not-a-uuid"])

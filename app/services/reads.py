@@ -2,12 +2,13 @@
 
 They run on every POST. Through the ORM and SQLAlchemy's statement cache they cost several
 times what the database spends on them; a fixed SQL string handed to the driver costs the
-round trip. The list of users is one parameter (an array on PostgreSQL, a JSON array on
-SQLite), so each statement's text never changes and the database plans it from its cache.
+round trip. The list of users is one parameter (a JSON array), so each statement's text
+never changes and the database plans it from its cache.
 """
 
-import json
 from functools import lru_cache
+
+import orjson
 
 from app.extensions import db
 from app.models import UNREAD, MutedCategory, Notification
@@ -29,7 +30,7 @@ def muting(category: str, user_ids: list[str]) -> set[str]:
     connection = db.session.connection()
     sql = _in_dialect(_MUTING, connection.dialect.name)
     found: set[str] = set()
-    for batch in _batches(user_ids, connection.dialect.name):
+    for batch in _batches(user_ids):
         result = connection.exec_driver_sql(sql, {"category": category, "users": batch})
         found.update(user_id for (user_id,) in result)
     return found
@@ -40,20 +41,23 @@ def unread_counts(user_ids: list[str]) -> dict[str, int]:
     counts = dict.fromkeys(user_ids, 0)
     with one_statement() as connection:
         sql = _in_dialect(_UNREAD_COUNTS, connection.dialect.name)
-        for batch in _batches(user_ids, connection.dialect.name):
+        for batch in _batches(user_ids):
             counts.update(connection.exec_driver_sql(sql, {"users": batch}).all())
     return counts
 
 
-def _batches(user_ids: list[str], dialect: str):
+def _batches(user_ids: list[str]):
     for start in range(0, len(user_ids), BATCH):
         batch = user_ids[start : start + BATCH]
-        yield batch if dialect == "postgresql" else json.dumps(batch)
+        yield orjson.dumps(batch).decode()
 
 
 @lru_cache(maxsize=8)
 def _in_dialect(template: str, dialect: str) -> str:
     """`template` with the driver's placeholders: psycopg2's %(name)s, sqlite3's :name."""
     if dialect == "postgresql":
-        return template.format(category="%(category)s", users="= ANY(%(users)s)")
+        # JSON rather than a list: psycopg2 would send ARRAY['..', ...], one literal per user
+        # for PostgreSQL to parse (several times the JSON's cost at a thousand users).
+        json_array = "ARRAY(SELECT json_array_elements_text(CAST(%(users)s AS json)))"
+        return template.format(category="%(category)s", users=f"= ANY({json_array})")
     return template.format(category=":category", users="IN (SELECT value FROM json_each(:users))")

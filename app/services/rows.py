@@ -10,24 +10,19 @@ more round trips around it.
 
 from datetime import datetime
 from functools import lru_cache
-from operator import attrgetter
 
-from sqlalchemy import bindparam, exists, func, select, text, update
-from sqlalchemy.dialects import postgresql
+import orjson
+from sqlalchemy import bindparam, exists, func, select, update
 
 from app import metrics
 from app.extensions import db
 from app.models import RECORD_COLUMNS, Notification, NotificationRecord, utcnow
 from app.protocol import NotificationStatus
+from app.services import bulk
 
 _TABLE = Notification.__table__
 CONFIRM_BATCH = 500  # ids per UPDATE ... IN (...)
-_INSERT_NAMES = [f"raw_{column.key}" for column in RECORD_COLUMNS]
-# SQLite: the converted values go to the driver's executemany as they are, one tuple per row.
-_INSERT_QMARK = (
-    f"INSERT INTO {_TABLE.name} ({', '.join(column.name for column in RECORD_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})"
-)
+_RECEIVED_AT = RECORD_COLUMNS.index(_TABLE.c.received_at)
 # On connect, in one round trip: has the user PENDING rows (ix_notifications_user_status_created),
 # and how many unread ones (ix_notifications_unread).
 _CONNECT_STATE = select(
@@ -54,52 +49,14 @@ def insert(records: list[NotificationRecord]) -> None:
 
     The rows of a fan-out share their message, status and timestamps; letting
     SQLAlchemy convert them row by row (timestamps to SQLite text, the status to
-    its stored name) costs more than the INSERT itself at 10,000 rows.
+    its stored name) costs more than the INSERT itself at 10,000 rows. One statement
+    whatever the number of rows (bulk.py): SQLAlchemy's executemany sends 10,000 rows to
+    PostgreSQL as ten INSERTs of 1,000 VALUES each, and SQLite's driver binds every value
+    of every row on its own (bench/README.md).
     """
     dialect = db.session.get_bind().dialect
-    processors = _bind_processors(dialect)
-    columns = [
-        list(_converted(map(attrgetter(column.key), records), process))
-        for column, process in zip(RECORD_COLUMNS, processors, strict=True)
-    ]
-    if dialect.name == "postgresql":
-        _insert_unnested(columns)
-        return
-    # SQLAlchemy's executemany builds a parameter dict per row (about 5 µs each, as long as
-    # SQLite's own insert of the row): the driver takes the rows directly.
-    db.session.connection().exec_driver_sql(_INSERT_QMARK, list(zip(*columns, strict=True)))
-
-
-def _insert_unnested(columns: list[list]) -> None:
-    """PostgreSQL: every row in one statement, each column one array (or one value, when shared).
-
-    SQLAlchemy's executemany sends 10,000 rows as ten INSERTs of 1,000 VALUES each; one
-    `INSERT ... SELECT FROM unnest(...)` is one round trip and one plan (bench/README.md).
-    """
-    shared = tuple(all(value is column[0] for value in column) for column in columns)
-    params = {
-        name: column[0] if is_shared else column
-        for name, column, is_shared in zip(_INSERT_NAMES, columns, shared, strict=True)
-    }
-    db.session.execute(_unnest_statement(shared), params)
-
-
-@lru_cache(maxsize=64)
-def _unnest_statement(shared: tuple[bool, ...]):
-    """The INSERT ... SELECT FROM unnest for this choice of shared (scalar) and per-row (array) columns."""
-    dialect = postgresql.dialect()
-    arrays, values = [], []
-    for column, name, is_shared in zip(RECORD_COLUMNS, _INSERT_NAMES, shared, strict=True):
-        sql_type = column.type.dialect_impl(dialect).compile(dialect=dialect)
-        if is_shared:
-            values.append(f"CAST(:{name} AS {sql_type})")
-        else:
-            arrays.append(f"CAST(:{name} AS {sql_type}[])")
-            values.append(f"v.c{len(arrays)}")
-    names = ", ".join(column.name for column in RECORD_COLUMNS)
-    aliases = ", ".join(f"c{i}" for i in range(1, len(arrays) + 1))
-    source = f" FROM unnest({', '.join(arrays)}) AS v({aliases})" if arrays else ""  # else: one row
-    return text(f"INSERT INTO {_TABLE.name} ({names}) SELECT {', '.join(values)}{source}")
+    statement, params = bulk.insert_notifications(records, dialect, _bind_processors(dialect))
+    db.session.execute(statement, params)
 
 
 @lru_cache(maxsize=8)
@@ -107,22 +64,6 @@ def _bind_processors(dialect) -> list:
     # dialect_impl: the dialect's own type (SQLite's DATETIME writes its text format),
     # not the generic one, which would leave the value to the driver's adapter.
     return [column.type.dialect_impl(dialect).bind_processor(dialect) for column in RECORD_COLUMNS]
-
-
-def _converted(values, process):
-    """`values` through the column's bind processor, called once per distinct value."""
-    if process is None:
-        return values
-    done: dict = {}
-
-    def convert(value):
-        # A fan-out's rows share one `data` dict: unhashable, so known by identity.
-        key = id(value) if isinstance(value, dict) else value
-        if key not in done:
-            done[key] = process(value)
-        return done[key]
-
-    return map(convert, values)
 
 
 def claim(*criteria, received: bool = False) -> list[NotificationRecord]:
@@ -139,10 +80,10 @@ def claim(*criteria, received: bool = False) -> list[NotificationRecord]:
         update(table)
         .where(table.c.status == NotificationStatus.PENDING, *criteria)
         .values(**values)
-        .returning(*RECORD_COLUMNS)
+        .returning(*bulk.RAW_RECORD_COLUMNS)
     )
     with one_statement() as connection:
-        return [NotificationRecord(*row) for row in connection.execute(statement)]
+        return bulk.records(connection.execute(statement).all(), connection.dialect)
 
 
 def requeue(*criteria) -> set[str]:
@@ -173,21 +114,28 @@ def confirm(notification_ids: list[str]) -> int:
     """Stamp `received_at` on these notifications (those not stamped yet); how many were.
 
     Each batch is a statement of its own: a failure half-way leaves the first batches
-    stamped, which is true, and a retry stamps the rest.
+    stamped, which is true, and a retry stamps the rest. Fixed SQL with the ids as one JSON
+    parameter: SQLAlchemy rendered an `IN` of 500 binds at every flush, which follows every
+    send to a plain client, e.g. 1,000 pending ones on connect.
     """
-    table = _TABLE
     confirmed = 0
-    now = utcnow()
     with one_statement() as connection:
+        dialect = connection.dialect
+        sql = _confirm_sql(dialect.name)
+        at = _bind_processors(dialect)[_RECEIVED_AT](utcnow())
         for start in range(0, len(notification_ids), CONFIRM_BATCH):
-            batch = notification_ids[start : start + CONFIRM_BATCH]
-            result = connection.execute(
-                update(table)
-                .where(table.c.id.in_(batch), table.c.received_at.is_(None))
-                .values(received_at=now)
-            )
-            confirmed += result.rowcount
+            ids = orjson.dumps(notification_ids[start : start + CONFIRM_BATCH]).decode()
+            confirmed += connection.exec_driver_sql(sql, {"at": at, "ids": ids}).rowcount
     return confirmed
+
+
+def _confirm_sql(dialect_name: str) -> str:
+    """The driver's SQL (psycopg2's %(name)s, sqlite3's :name), ids expanded from the JSON list."""
+    if dialect_name == "postgresql":
+        ids = "= ANY(ARRAY(SELECT json_array_elements_text(CAST(%(ids)s AS json))))"
+        return f"UPDATE {_TABLE.name} SET received_at = %(at)s WHERE id {ids} AND received_at IS NULL"
+    ids = "IN (SELECT value FROM json_each(:ids))"
+    return f"UPDATE {_TABLE.name} SET received_at = :at WHERE id {ids} AND received_at IS NULL"
 
 
 def requeue_unconfirmed(sent_before: datetime) -> set[str]:

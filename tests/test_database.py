@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from app import PING_AFTER_IDLE, create_app
 from app.extensions import db
-from app.services import delivery, rows
+from app.services import delivery, reads
 from config import TestingConfig, database_url
 from tests.support.inprocess import app_token
 from tests.support.services import PostgresDatabase, postgres_problem, postgres_server_url
@@ -72,8 +72,8 @@ def test_connect_state_reads_pending_and_unread_in_one_statement(pg_app):
 
         event.listen(db.engine, "before_cursor_execute", count)
         try:
-            assert rows.connect_state("bob") == (True, 1)
-            assert rows.connect_state("nobody") == (False, 0)
+            assert reads.connect_state("bob") == (True, 1)
+            assert reads.connect_state("nobody") == (False, 0)
         finally:
             event.remove(db.engine, "before_cursor_execute", count)
     assert len(statements) == 2, statements  # one round trip per connect

@@ -1,6 +1,7 @@
-"""The reads every send makes, as fixed SQL for each database: who muted a category, unread counts.
+"""The reads every send and connect makes, as fixed SQL for each database: who muted a category,
+unread counts, a connecting user's state.
 
-They run on every POST. Through the ORM and SQLAlchemy's statement cache they cost several
+They run on every POST and every connect. Through the ORM and SQLAlchemy's statement cache they cost several
 times what the database spends on them; a fixed SQL string handed to the driver costs the
 round trip. The list of users is one parameter (a JSON array), so each statement's text
 never changes and the database plans it from its cache.
@@ -14,10 +15,17 @@ from app.extensions import db
 from app.models import UNREAD, MutedCategory, Notification
 from app.services.rows import one_statement
 
-BATCH = 1000  # users per read
+BATCH = 10_000  # users per read: a whole POST (at most 10,000 users) in one
+_TABLE = Notification.__tablename__
 
 _MUTING = (
     f"SELECT user_id FROM {MutedCategory.__tablename__} WHERE category = {{category}} AND user_id {{users}}"
+)
+# One round trip: has the user PENDING rows (ix_notifications_user_status_created), and how
+# many unread ones (ix_notifications_unread).
+_CONNECT_STATE = (
+    f"SELECT EXISTS (SELECT 1 FROM {_TABLE} WHERE user_id = {{user}} AND status = 'PENDING'), "
+    f"(SELECT count(*) FROM {_TABLE} WHERE user_id = {{user}} AND {UNREAD})"
 )
 _UNREAD_COUNTS = (
     f"SELECT user_id, count(*) FROM {Notification.__tablename__} "
@@ -46,6 +54,18 @@ def unread_counts(user_ids: list[str]) -> dict[str, int]:
     return counts
 
 
+def connect_state(user_id: str) -> tuple[bool, int]:
+    """(whether the user has PENDING rows, how many are unread): one read, so most connects write nothing.
+
+    Safe to skip the claim on "no": it runs after the socket counts as online, so a
+    row committed afterwards is claimed by its creator's second presence read.
+    """
+    with one_statement() as connection:
+        sql = _in_dialect(_CONNECT_STATE, connection.dialect.name)
+        has_pending, unread = connection.exec_driver_sql(sql, {"user": user_id}).one()
+    return bool(has_pending), unread
+
+
 def _batches(user_ids: list[str]):
     for start in range(0, len(user_ids), BATCH):
         batch = user_ids[start : start + BATCH]
@@ -59,5 +79,7 @@ def _in_dialect(template: str, dialect: str) -> str:
         # JSON rather than a list: psycopg2 would send ARRAY['..', ...], one literal per user
         # for PostgreSQL to parse (several times the JSON's cost at a thousand users).
         json_array = "ARRAY(SELECT json_array_elements_text(CAST(%(users)s AS json)))"
-        return template.format(category="%(category)s", users=f"= ANY({json_array})")
-    return template.format(category=":category", users="IN (SELECT value FROM json_each(:users))")
+        return template.format(category="%(category)s", users=f"= ANY({json_array})", user="%(user)s")
+    return template.format(
+        category=":category", users="IN (SELECT value FROM json_each(:users))", user=":user"
+    )

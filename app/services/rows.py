@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 
 import orjson
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import update
 
 from app import metrics
 from app.extensions import db
@@ -23,17 +23,10 @@ from app.services import bulk
 _TABLE = Notification.__table__
 CONFIRM_BATCH = 500  # ids per UPDATE ... IN (...)
 _RECEIVED_AT = RECORD_COLUMNS.index(_TABLE.c.received_at)
+
+
 # On connect, in one round trip: has the user PENDING rows (ix_notifications_user_status_created),
 # and how many unread ones (ix_notifications_unread).
-_CONNECT_STATE = select(
-    exists().where(_TABLE.c.user_id == bindparam("user_id"), _TABLE.c.status == NotificationStatus.PENDING),
-    select(func.count())
-    .select_from(_TABLE)
-    .where(_TABLE.c.user_id == bindparam("user_id"), _TABLE.c.status != NotificationStatus.READ)
-    .scalar_subquery(),
-)
-
-
 def one_statement():
     """A connection for one self-contained statement, in autocommit, returned to the pool after."""
     return _autocommit_engine(db.engine).connect()
@@ -97,17 +90,6 @@ def requeue(*criteria) -> set[str]:
     )
     with one_statement() as connection:
         return {row.id for row in connection.execute(statement)}
-
-
-def connect_state(user_id: str) -> tuple[bool, int]:
-    """(whether the user has PENDING rows, how many are unread): one read, so most connects write nothing.
-
-    Safe to skip the claim on "no": it runs after the socket counts as online, so a
-    row committed afterwards is claimed by its creator's second presence read.
-    """
-    with one_statement() as connection:
-        has_pending, unread = connection.execute(_CONNECT_STATE, {"user_id": user_id}).one()
-    return bool(has_pending), unread
 
 
 def confirm(notification_ids: list[str]) -> int:

@@ -7,7 +7,7 @@ from sqlalchemy import or_
 
 from app.extensions import db
 from app.models import Notification, NotificationRecord
-from app.services import inbox, preferences, rows, topics
+from app.services import inbox, preferences, reads, rows, topics
 
 _TABLE = Notification.__table__
 
@@ -58,7 +58,7 @@ class NotificationStore:
 
     def connect_state(self, user_id: str) -> tuple[bool, int]:
         """(whether the user has PENDING rows, how many of their rows are unread)."""
-        return rows.connect_state(user_id)
+        return reads.connect_state(user_id)
 
     def unread_counts(self, user_ids: Iterable[str]) -> dict[str, int]:
         """How many rows of each user are not READ."""

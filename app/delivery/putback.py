@@ -13,6 +13,7 @@ they wait GRACE_SECONDS first.
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from app import metrics
 from app.delivery.confirmations import FLUSH_SECONDS, Confirmations
@@ -27,26 +28,19 @@ DISCONNECTED_LOG = "user %s disconnected (sid %s); %d unacknowledged put back"
 GRACE_SECONDS = 10 * FLUSH_SECONDS
 
 
+@dataclass
 class PutBack:
     """Puts back closed sockets' unacknowledged sends.
 
     `later(seconds, task)` runs `task` in the background after `seconds`.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        presence: Presence,
-        confirmations: Confirmations,
-        send_pending: Callable[[set[str]], int],
-        later: Callable[[float, Callable[[], None]], None],
-    ) -> None:
-        self.store = store
-        self.presence = presence
-        self.confirmations = confirmations
-        self.send_pending = send_pending
-        self.later = later
-        self._waiting: dict[str, tuple[str, list[str]]] = {}  # sid: (user, its unacknowledged sends)
+    store: Store
+    presence: Presence
+    confirmations: Confirmations
+    send_pending: Callable[[set[str]], int]
+    later: Callable[[float, Callable[[], None]], None]
+    _waiting: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # sid: (user, sends)
 
     def closed(self, user_id: str, sid: str, unacknowledged: list[str]) -> None:
         """Socket `sid` of `user_id` closed without acknowledging these sends."""

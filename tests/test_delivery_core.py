@@ -168,6 +168,14 @@ def test_a_stopping_process_puts_back_at_once_what_waits_out_its_grace():
     assert transport.sent_ids(PENDING_NOTIFICATIONS) == [note.id]
 
 
+def test_once_the_process_is_stopping_a_closing_socket_puts_back_at_once():
+    delivery, _store, note, transport = moved_to_another_process()
+    delivery.put_back.waiting_now()  # the stop begins before this socket's close is handled
+    delivery.disconnect("on-a")
+    assert delivery.put_back.later.tasks == []  # no grace the process may not live through
+    assert transport.sent_ids(PENDING_NOTIFICATIONS) == [note.id]
+
+
 def test_a_closing_socket_of_a_user_offline_everywhere_puts_back_at_once():
     delivery, store, note, _transport = moved_to_another_process()
     delivery.presence.remove("on-b")

@@ -41,17 +41,24 @@ class PutBack:
     send_pending: Callable[[set[str]], int]
     later: Callable[[float, Callable[[], None]], None]
     _waiting: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # sid: (user, sends)
+    _stopping: bool = False  # no grace once the process is stopping: it may not outlive it
 
     def closed(self, user_id: str, sid: str, unacknowledged: list[str]) -> None:
         """Socket `sid` of `user_id` closed without acknowledging these sends."""
-        if unacknowledged and self.presence.shared and self.presence.read([user_id]).online:
+        if (
+            unacknowledged
+            and not self._stopping
+            and self.presence.shared
+            and self.presence.read([user_id]).online
+        ):
             self._waiting[sid] = (user_id, unacknowledged)
             self.later(GRACE_SECONDS, lambda: self._after_grace(sid))
         else:
             self._put_back(user_id, sid, unacknowledged)
 
     def waiting_now(self) -> None:
-        """Put back at once what is waiting out its grace (the process is stopping)."""
+        """Put back at once what is waiting out its grace, and from now on without one (stopping)."""
+        self._stopping = True
         for sid in list(self._waiting):
             self._after_grace(sid)
 

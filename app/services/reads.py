@@ -13,7 +13,7 @@ import orjson
 
 from app.extensions import db
 from app.models import UNREAD, MutedCategory, Notification
-from app.services.rows import one_statement
+from app.services.rows import in_json_list, one_statement
 
 BATCH = 10_000  # users per read: a whole POST (at most 10,000 users) in one
 _TABLE = Notification.__tablename__
@@ -76,10 +76,5 @@ def _batches(user_ids: list[str]):
 def _in_dialect(template: str, dialect: str) -> str:
     """`template` with the driver's placeholders: psycopg2's %(name)s, sqlite3's :name."""
     if dialect == "postgresql":
-        # JSON rather than a list: psycopg2 would send ARRAY['..', ...], one literal per user
-        # for PostgreSQL to parse (several times the JSON's cost at a thousand users).
-        json_array = "ARRAY(SELECT json_array_elements_text(CAST(%(users)s AS json)))"
-        return template.format(category="%(category)s", users=f"= ANY({json_array})", user="%(user)s")
-    return template.format(
-        category=":category", users="IN (SELECT value FROM json_each(:users))", user=":user"
-    )
+        return template.format(category="%(category)s", users=in_json_list("users", dialect), user="%(user)s")
+    return template.format(category=":category", users=in_json_list("users", dialect), user=":user")

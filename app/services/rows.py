@@ -25,8 +25,6 @@ CONFIRM_BATCH = 500  # ids per UPDATE ... IN (...)
 _RECEIVED_AT = RECORD_COLUMNS.index(_TABLE.c.received_at)
 
 
-# On connect, in one round trip: has the user PENDING rows (ix_notifications_user_status_created),
-# and how many unread ones (ix_notifications_unread).
 def one_statement():
     """A connection for one self-contained statement, in autocommit, returned to the pool after."""
     return _autocommit_engine(db.engine).connect()
@@ -113,11 +111,23 @@ def confirm(notification_ids: list[str]) -> int:
 
 def _confirm_sql(dialect_name: str) -> str:
     """The driver's SQL (psycopg2's %(name)s, sqlite3's :name), ids expanded from the JSON list."""
+    at = "%(at)s" if dialect_name == "postgresql" else ":at"
+    return (
+        f"UPDATE {_TABLE.name} SET received_at = {at} "
+        f"WHERE id {in_json_list('ids', dialect_name)} AND received_at IS NULL"
+    )
+
+
+def in_json_list(name: str, dialect_name: str) -> str:
+    """SQL for "is in the JSON array of text bound as `name`", in the driver's placeholder style.
+
+    One parameter whatever the number of values, so the statement's text never changes. On
+    PostgreSQL JSON rather than a list: psycopg2 would send ARRAY['..', ...], one literal per
+    value for PostgreSQL to parse (several times the JSON's cost at a thousand values).
+    """
     if dialect_name == "postgresql":
-        ids = "= ANY(ARRAY(SELECT json_array_elements_text(CAST(%(ids)s AS json))))"
-        return f"UPDATE {_TABLE.name} SET received_at = %(at)s WHERE id {ids} AND received_at IS NULL"
-    ids = "IN (SELECT value FROM json_each(:ids))"
-    return f"UPDATE {_TABLE.name} SET received_at = :at WHERE id {ids} AND received_at IS NULL"
+        return f"= ANY(ARRAY(SELECT json_array_elements_text(CAST(%({name})s AS json))))"
+    return f"IN (SELECT value FROM json_each(:{name}))"
 
 
 def requeue_unconfirmed(sent_before: datetime) -> set[str]:

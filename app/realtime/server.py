@@ -12,7 +12,7 @@ from flask import Flask
 from app import metrics
 from app.delivery import Delivery
 from app.extensions import jwt, socketio
-from app.realtime.patches import APPLIED_LOG, in_effect
+from app.realtime.patches import APPLIED_LOG, eventlet_websocket, in_effect
 from app.realtime.patches.eventlet import deadline_protocol
 from app.realtime.queue import ListeningRedisManager
 from app.services import delivery as current
@@ -162,17 +162,21 @@ def serve(app: Flask) -> None:
     # collections while the heap grows by a quarter, so every connection ramp paid a dozen
     # of them; after 100, a handful.
     gc.set_threshold(*GC_THRESHOLDS)
-    log.info(APPLIED_LOG, ", ".join(in_effect(app, socketio.server, jwt)))
+    applied = in_effect(app, socketio.server, jwt)
+    applied += eventlet_websocket.in_effect(app.config["WEBSOCKET_COMPRESSION"])
+    log.info(APPLIED_LOG, ", ".join(applied))
     log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
+    # MAX_CONNECTIONS counts HTTP requests in progress and open websockets (read from the hub).
+    pool = eventlet_websocket.ConnectionPool(app.config["MAX_CONNECTIONS"])
     eventlet.wsgi.server(
         listener,
         app,
-        max_size=app.config["MAX_CONNECTIONS"],
+        custom_pool=pool,
         log_output=False,
         # Idle keep-alive connections close; one read or write waits at most this long.
         keepalive=app.config["HTTP_IDLE_TIMEOUT"],
         socket_timeout=app.config["HTTP_SOCKET_TIMEOUT"],
-        protocol=deadline_protocol(app.config["HTTP_IDLE_TIMEOUT"], app.config["HTTP_HEADER_TIMEOUT"]),
+        protocol=deadline_protocol(app.config["HTTP_IDLE_TIMEOUT"], app.config["HTTP_HEADER_TIMEOUT"], pool),
         debug=False,  # eventlet's default sends tracebacks to clients on errors
     )
     stop.drained.wait()  # the sockets closed and presence left, not only the requests done

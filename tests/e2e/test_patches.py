@@ -12,6 +12,7 @@ EXPECTED = {
     patches.engineio.CLOSE_WITHOUT_WAITING,
     patches.engineio.PING_SCHEDULER,
     patches.engineio_websocket.WRITER_ON_DEMAND,
+    patches.eventlet_websocket.HUB_READER,
     patches.eventlet.COMPRESSION,
     patches.socketio.RESERVED_EVENTS,
     patches.socketio.CONNECT_FIRST,

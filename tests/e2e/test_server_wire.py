@@ -133,3 +133,42 @@ def test_socket_dropped_for_a_malformed_frame_no_longer_counts_as_online(live_se
         "DELIVERED and sent to a closed connection"
     )
     mallory.wait_received(after["id"])
+
+
+def test_websocket_framing_fragments_pings_and_close_are_handled_as_rfc_6455_says(live_server):
+    """The reader of open websockets (app/realtime/frames.py) on the real server: a CONNECT sent
+    in three fragments with a ping between them, then the client's close."""
+    ws = websocket.create_connection(
+        raw_socket_url(live_server),
+        timeout=HTTP_TIMEOUT,
+        header=[f"Authorization: Bearer {live_server.token('erin')}"],
+    )
+    assert ws.recv().startswith("0{")
+    ws.send_frame(websocket.ABNF.create_frame("4", websocket.ABNF.OPCODE_TEXT, fin=0))
+    ws.ping("are you there")
+    ws.send_frame(websocket.ABNF.create_frame("0", websocket.ABNF.OPCODE_CONT, fin=0))
+    ws.send_frame(websocket.ABNF.create_frame("", websocket.ABNF.OPCODE_CONT, fin=1))
+    opcode, payload = ws.recv_data(control_frame=True)
+    assert (opcode, payload) == (websocket.ABNF.OPCODE_PONG, b"are you there")
+    answer = ws.recv()
+    assert answer.startswith('40{"sid"'), answer
+    sid = json.loads(answer[2:])["sid"]
+    ws.send_close(status=1000)
+    opcode, payload = ws.recv_data(control_frame=True)
+    while opcode == websocket.ABNF.OPCODE_TEXT:  # the events that follow a connect (unread_count)
+        opcode, payload = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and payload[:2] == (1000).to_bytes(2, "big")
+    assert ws.sock.recv(1) == b"", "the server did not close the connection after the close handshake"
+    live_server.wait_disconnected(sid)
+
+
+def test_a_frame_that_breaks_rfc_6455_closes_with_a_protocol_error_and_the_server_serves_on(
+    live_server, socket_client
+):
+    ws = open_raw(live_server)
+    ws.sock.sendall(b"\x81\x02" + b"40")  # an unmasked client frame
+    data, _closed = read_raw(ws, lambda data: data.startswith(b"\x88"))
+    assert data[:4] == b"\x88" + bytes([len(data) - 2]) + (1002).to_bytes(2, "big"), data
+    client = socket_client()
+    connect(client, live_server, "frank")
+    assert client.connected

@@ -1,9 +1,11 @@
 """Pings from the process-wide ping scheduler (app/realtime/patches/engineio.py) on the real server:
 an idle socket that answers stays up, one that stops answering is closed by its ping timeout."""
 
+import threading
 import time
 
 import pytest
+import requests
 from engineio import packet as eio_packet
 
 from tests.support.clients import connect
@@ -69,3 +71,29 @@ def test_socket_that_stops_answering_pings_is_closed_and_its_user_counts_offline
     assert created["status"] == "PENDING"
     assert live_server.statuses([created["id"]]) == {created["id"]: "PENDING"}
     bob.drop()
+
+
+@pytest.mark.server_env(MAX_CONNECTIONS=4)
+def test_open_websockets_hold_their_connection_slots_until_they_close(live_server, socket_client):
+    """Open websockets are read without a green thread of the WSGI server each, but still count
+    towards MAX_CONNECTIONS: a request waits while they hold every slot, and is served as one closes."""
+    clients = [socket_client() for _ in range(4)]
+    for i, client in enumerate(clients):
+        connect(client, live_server, f"user{i}")
+    health: dict = {}
+    waiting = threading.Thread(
+        target=lambda: health.update(
+            answer=requests.get(live_server.url + "/healthz", headers={"Connection": "close"}, timeout=30)
+        )
+    )
+    waiting.start()
+    time.sleep(1.5)
+    assert "answer" not in health, "a request was served while four websockets held MAX_CONNECTIONS=4"
+    clients[0].disconnect()
+    waiting.join(timeout=GRACE)
+    assert health.get("answer") is not None and health["answer"].status_code == 200
+    [sent] = live_server.send(["user1"], "still connected")
+    assert sent["status"] == "DELIVERED"
+    wait_for(
+        lambda: sent["id"] in clients[1].notification_ids(), message="the notification on user1's socket"
+    )

@@ -18,6 +18,7 @@ from app.realtime.patches import (
     engineio,
     engineio_websocket,
     eventlet,
+    eventlet_websocket,
     flask_jwt_extended,
     flask_socketio,
     limits,
@@ -27,6 +28,7 @@ from app.realtime.patches import (
 
 MODULES = (
     eventlet,
+    eventlet_websocket,
     engineio,
     engineio_websocket,
     socketio,

@@ -10,6 +10,8 @@ from engineio import exceptions
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 
+from app.realtime.patches import eventlet_websocket
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "python-engineio"
@@ -140,7 +142,7 @@ class WebSocketWriter:
 
     def close(self) -> None:
         """Send the closing frame and shut the socket down: its reader sees the end of the stream at
-        once, and the socket itself is closed when the reader's request ends (eventlet's `finish`).
+        once, and the socket itself is closed when its reader ends (a HubReader, or eventlet's `finish`).
 
         Closing it here, as the library's writer did with `ws.close()`, pulls the socket from
         under the reader blocked on it, whose websocket then closes it again and logs a
@@ -182,11 +184,40 @@ def websocket_handler(self: eio_socket.Socket, ws) -> list:
     writer = self.queue.writer = WebSocketWriter(self, ws)
     writer.wake()  # what was queued before the websocket (the connect's packets, an upgrade's)
     self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
+    if _read_from_hub(self, ws, writer):
+        return []
     _read(self, websocket_wait)
+    _finish(self, writer)
+    return []
+
+
+def _finish(self: eio_socket.Socket, writer: WebSocketWriter) -> None:
+    """The library's end of a websocket whose reading stopped."""
     self.queue.put(None)  # the writer closes the websocket
     writer.join()
     self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-    return []
+
+
+def _read_from_hub(self: eio_socket.Socket, ws, writer: WebSocketWriter) -> bool:
+    """Hand the websocket to a HubReader and its connection out of eventlet's WSGI server, when
+    both can be (False: this green thread reads it, as the library does)."""
+    from eventlet.websocket import RFC6455WebSocket  # (this module's writer only runs on eventlet)
+
+    detach = (ws.environ or {}).get(eventlet_websocket.DETACH)
+    if detach is None or type(ws) is not RFC6455WebSocket or ws.extensions:
+        return False
+    sock, release = detach()
+    ws.environ = ws.iterator = None  # the request's state goes with the WSGI green thread
+    reader = eventlet_websocket.HubReader(
+        ws, sock, lambda message: _receive(self, message), lambda: _finish(self, writer), release
+    )
+    reader.start()
+
+    def not_now(*_args, **_kwargs):  # WebSocketWSGI's close frame as the handler returns: the reader's
+        del ws._send_closing_frame
+
+    ws._send_closing_frame = not_now  # (nothing switches before WebSocketWSGI calls it)
+    return True
 
 
 def _upgraded(self: eio_socket.Socket, ws, websocket_wait) -> bool:
@@ -223,20 +254,25 @@ def _read(self: eio_socket.Socket, websocket_wait) -> None:
             if not self.closed:
                 self.server.logger.info('%s: Unexpected error "%s", closing connection', self.sid, str(e))
             return
-        if p is None:  # connection closed by client
+        if p is None or not _receive(self, p):  # None: connection closed by client
             return
-        pkt = eio_packet.Packet(encoded_packet=p)
-        try:
-            self.receive(pkt)
-        except exceptions.UnknownPacketError:
-            pass
-        except exceptions.SocketIsClosedError:
-            self.server.logger.info("Receive error -- socket is closed")
-            return
-        except BaseException:  # noqa: BLE001
-            # if we get an unexpected exception we log the error and exit the connection properly
-            self.server.logger.exception("Unknown receive error")
-            return
+
+
+def _receive(self: eio_socket.Socket, p) -> bool:
+    """The library's handling of one message; False when the websocket must end."""
+    pkt = eio_packet.Packet(encoded_packet=p)
+    try:
+        self.receive(pkt)
+    except exceptions.UnknownPacketError:
+        pass
+    except exceptions.SocketIsClosedError:
+        self.server.logger.info("Receive error -- socket is closed")
+        return False
+    except BaseException:  # noqa: BLE001
+        # if we get an unexpected exception we log the error and exit the connection properly
+        self.server.logger.exception("Unknown receive error")
+        return False
+    return True
 
 
 _library_websocket_handler = eio_socket.Socket._websocket_handler

@@ -10,6 +10,8 @@ from http.client import HTTPMessage
 import socketio
 from engineio import Server as EngineIOServer
 
+from app.realtime.patches.eventlet_websocket import DETACH, detach
+
 PACKAGE = "eventlet"
 WRITTEN_FOR = "0.41.3"
 
@@ -70,7 +72,7 @@ def small_read_buffers() -> None:
     eventlet.wsgi.HttpProtocol.rbufsize = HTTP_READ_BUFFER
 
 
-def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
+def deadline_protocol(idle_timeout: float, header_timeout: float, pool=None) -> type:
     """eventlet's HTTP protocol with a deadline on each request's line and headers.
 
     Upstream limitation: eventlet's timeouts apply to each read alone, so a client that
@@ -81,6 +83,9 @@ def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
     timeout after it; past that, the connection is closed as eventlet closes a timed-out
     one. The body and the response (a long poll, a websocket) have no overall deadline,
     only the per-read socket timeout. Its write buffer is 2 KiB, with TCP_NODELAY.
+
+    With the server's `pool` (an eventlet_websocket.ConnectionPool), a request can take its
+    connection out of the server (`eventlet_websocket.DETACH` in its environ), keeping its slot.
     """
     import eventlet
     import eventlet.wsgi
@@ -111,6 +116,8 @@ def deadline_protocol(idle_timeout: float, header_timeout: float) -> type:
                 release_http_state(self)
 
             environ["eventlet.set_idle"] = switched_to_websocket
+            if pool is not None:
+                environ[DETACH] = lambda: (detach(self, pool), pool.release_slot)
             return environ
 
     return DeadlineHttpProtocol
@@ -125,7 +132,7 @@ def release_http_state(protocol) -> None:
     websocket reads and writes its socket itself (the upstream fix would release them in
     `WebSocketWSGI.__call__` once the handshake is sent). Closing the buffered files frees
     their buffers and leaves the socket open (the socket's own close comes when the
-    request ends, as before); the headers become an empty set, so that nothing
+    websocket ends); the headers become an empty set, so that nothing
     reads a stale request after the switch. Called by `deadline_protocol`'s
     `eventlet.set_idle`, which eventlet's websocket calls right after its handshake.
     """

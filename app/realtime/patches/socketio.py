@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import socketio
 from socketio import packet as sio_packet
 
+from app.realtime.patches.eventlet_websocket import DETACH
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "python-socketio"
@@ -163,7 +165,7 @@ TRANSPORT_KEYS = frozenset(
         "HTTP_SEC_WEBSOCKET_EXTENSIONS", "wsgi.version", "wsgi.input", "wsgi.errors",
         "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated",
         "eventlet.input", "eventlet.posthooks", "eventlet.set_idle", "GATEWAY_INTERFACE",
-        "SERVER_SOFTWARE", "RAW_PATH_INFO", "headers_raw",
+        "SERVER_SOFTWARE", "RAW_PATH_INFO", "headers_raw", DETACH,
     }
 )  # fmt: skip
 

@@ -85,7 +85,8 @@ class Notification(db.Model):
         Index("ix_notifications_user_status_created", "user_id", "status", "created_at"),
         # "this user's newest first" with a (created_at, id) cursor.
         Index("ix_notifications_user_created_id", "user_id", "created_at", "id"),
-        # the same within one category (?category=)
+        # the same within one category (?category=). Not left to the index above: a rare
+        # category would walk all of the user's rows to fill a page (bench/README.md).
         Index("ix_notifications_user_category_created", "user_id", "category", "created_at", "id"),
         # The sweeper's "sent, never confirmed, since when": only such rows are in it.
         Index(

@@ -34,7 +34,6 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
             "ix_notifications_user_status_created",
             "ix_notifications_user_created_id",
             "ix_notifications_unconfirmed",
-            "ix_notifications_unread",
             "ix_notifications_user_category_created",
         }
         downgrade(revision="base")

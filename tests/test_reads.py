@@ -26,3 +26,24 @@ def test_unread_counts_count_what_is_not_read_and_zero_for_unknown_users(app):
         counts = inbox.unread_counts(users)
         assert (counts["alice"], counts["bob"], counts["carol"]) == (1, 1, 0)
         assert len(counts) == len(users) and sum(counts.values()) == 2
+
+
+def test_unread_counts_read_the_index_of_user_and_status(app):
+    """No index of unread rows of its own (migration 0005): every unread read finds a user's
+    rows of each unread status in ix_notifications_user_status_created."""
+    reads_and_params = [
+        (reads._UNREAD_COUNTS, {"users": '["alice"]'}),
+        (reads._CONNECT_STATE, {"user": "alice"}),
+    ]
+    with app.app_context():
+        connection = db.session.connection()
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # an empty table is cheaper to scan
+        explain = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN "
+        for template, params in reads_and_params:
+            sql = explain + reads._in_dialect(template, dialect)
+            plan = "\n".join(str(row[-1]) for row in connection.exec_driver_sql(sql, params))
+            reads_of_table = template.count(" FROM notifications ")
+            assert plan.count("ix_notifications_user_status_created") == reads_of_table, plan
+        db.session.rollback()

@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 
 from app.errors import DomainError, NotFoundError
 from app.extensions import db
-from app.models import Notification, utcnow
+from app.models import UNREAD, Notification, utcnow
 from app.protocol import (
     NOTIFICATION_DELETED,
     NOTIFICATION_UPDATED,
@@ -84,12 +84,12 @@ def _owned(user_id: str, notification_id: str) -> Notification:
 
 
 def unread_count(user_id: str) -> int:
-    """How many of the user's notifications are not READ (served by ix_notifications_unread)."""
+    """How many of the user's notifications are not READ (served by ix_notifications_user_status_created)."""
     with rows.one_statement() as connection:
         return connection.scalar(
             select(func.count())
             .select_from(Notification)
-            .where(Notification.user_id == user_id, Notification.status != NotificationStatus.READ)
+            .where(Notification.user_id == user_id, text(UNREAD))
         )
 
 
@@ -145,7 +145,7 @@ def read_all(user_id: str) -> tuple[int, datetime]:
     try:
         updated = db.session.execute(
             update(Notification)
-            .where(Notification.user_id == user_id, Notification.status != NotificationStatus.READ)
+            .where(Notification.user_id == user_id, text(UNREAD))
             .values(_read_at(now))
             .execution_options(synchronize_session=False)
         ).rowcount

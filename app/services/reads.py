@@ -21,8 +21,8 @@ _TABLE = Notification.__tablename__
 _MUTING = (
     f"SELECT user_id FROM {MutedCategory.__tablename__} WHERE category = {{category}} AND user_id {{users}}"
 )
-# One round trip: has the user PENDING rows (ix_notifications_user_status_created), and how
-# many unread ones (ix_notifications_unread).
+# One round trip: has the user PENDING rows, and how many unread ones (both ranges of
+# ix_notifications_user_status_created).
 _CONNECT_STATE = (
     f"SELECT EXISTS (SELECT 1 FROM {_TABLE} WHERE user_id = {{user}} AND status = 'PENDING'), "
     f"(SELECT count(*) FROM {_TABLE} WHERE user_id = {{user}} AND {UNREAD})"
@@ -45,7 +45,7 @@ def muting(category: str, user_ids: list[str]) -> set[str]:
 
 
 def unread_counts(user_ids: list[str]) -> dict[str, int]:
-    """How many rows of each of `user_ids` are not READ (autocommit; the partial index of unread rows)."""
+    """How many rows of each of `user_ids` are not READ (autocommit; ix_notifications_user_status_created)."""
     counts = dict.fromkeys(user_ids, 0)
     with one_statement() as connection:
         sql = _in_dialect(_UNREAD_COUNTS, connection.dialect.name)

@@ -220,3 +220,17 @@ def test_a_detached_websocket_keeps_its_pool_slot_until_released():
     pool.release_slot()
     waiter.wait()
     assert pool.free() == 2 and released == [True]
+
+
+def test_a_failure_while_handling_a_message_closes_the_websocket_and_frees_its_slot():
+    reading = Reading()
+
+    def failing(_message):
+        raise RuntimeError("a bug")
+
+    reading.reader.on_message = failing
+    reading.client.sendall(frame(b"40"))
+    reading.settle()
+    answer = reading.received()
+    assert answer[0] == 0x88 and struct.unpack("!H", answer[2:4])[0] == 1011
+    assert (reading.ends, reading.releases) == (1, 1)

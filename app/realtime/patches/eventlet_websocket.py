@@ -110,7 +110,11 @@ class HubReader:
         self.ended = False
 
     def start(self) -> None:
-        self._listen()
+        try:
+            self._listen()
+        except BaseException:
+            self._end()  # the socket closed and its slot released: nothing would ever read it
+            raise
 
     def _listen(self) -> None:
         from eventlet import hubs

@@ -140,7 +140,9 @@ def connect_on_own_green_thread(server: socketio.Server) -> None:
     greenlet lives, for every idle socket (the upstream fix would be none in the
     library: it is the cost of a greenlet per connection). On a green thread that ends with
     the connect, they are freed at once; the reader waits for it, so packets are still
-    handled one after the other, in order. Only on eventlet (`apply`).
+    handled one after the other, in order. Only on eventlet (`apply`). It matters for the
+    websockets eventlet's reader serves (compressed ones); the others are read from the hub
+    by green threads that end anyway (patches/eventlet_websocket.py).
     """
     if getattr(server._handle_connect, "own_green_thread", False):
         return

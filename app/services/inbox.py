@@ -13,8 +13,9 @@ from sqlalchemy import and_, delete, func, or_, select, text, update
 
 from app.errors import DomainError, NotFoundError
 from app.extensions import db
-from app.models import UNREAD, Notification, utcnow
+from app.models import OTHER_CATEGORY, UNREAD, Notification, utcnow
 from app.protocol import (
+    DEFAULT_CATEGORY,
     NOTIFICATION_DELETED,
     NOTIFICATION_UPDATED,
     NOTIFICATIONS_READ_ALL,
@@ -54,6 +55,9 @@ def list_notifications(
         query = query.where(Notification.status == status)
     if category is not None:
         query = query.where(Notification.category == category)
+        if category != DEFAULT_CATEGORY:
+            # The partial index's own term: what lets SQLite read it (models.OTHER_CATEGORY).
+            query = query.where(text(OTHER_CATEGORY))
     if cursor:
         created_at, notification_id = _decode_cursor(cursor)
         query = query.where(

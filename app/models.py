@@ -44,7 +44,7 @@ UNREAD = "status IN ({})".format(
 )
 # Every category but the default one, which almost every row has. A query must name this very
 # term to read ix_notifications_user_category_created_other on SQLite (a bound `category = ?`
-# proves nothing about the index's WHERE), so inbox.list_notifications adds it as written here.
+# proves nothing about the index's WHERE), so inbox.list_notifications adds it there as written.
 OTHER_CATEGORY = f"category <> '{DEFAULT_CATEGORY}'"
 
 

@@ -55,8 +55,11 @@ def list_notifications(
         query = query.where(Notification.status == status)
     if category is not None:
         query = query.where(Notification.category == category)
-        if category != DEFAULT_CATEGORY:
-            # The partial index's own term: what lets SQLite read it (models.OTHER_CATEGORY).
+        if category != DEFAULT_CATEGORY and db.session.get_bind().dialect.name == "sqlite":
+            # The partial index's own term, which SQLite needs to read it (models.OTHER_CATEGORY).
+            # Not for PostgreSQL: it proves the index's WHERE from `category = 'x'` alone, and
+            # would take the two terms as independent, expect a tiny fraction of the rows, and
+            # sort them all instead of reading the first page in index order.
             query = query.where(text(OTHER_CATEGORY))
     if cursor:
         created_at, notification_id = _decode_cursor(cursor)

@@ -1,12 +1,14 @@
 """The inbox (contract v2): unread count, read-all, every socket of the user in step, data, sender."""
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 
 from app.extensions import db
 from app.models import Notification
+from app.records import new_id
 from app.services import delivery, inbox
 from tests.support.inprocess import received
 
@@ -181,3 +183,81 @@ def test_bad_data_is_400_and_stores_nothing(app, client, auth_header, data):
 def test_data_limit_is_a_setting(admin_post):
     assert admin_post(["a"], "m", data={"k": "x" * 8}).status_code == 201  # {"k":"xxxxxxxx"}: 16 bytes
     assert admin_post(["a"], "m", data={"k": "x" * 20}).status_code == 400
+
+
+# ---- the list by category ----------------------------------------------------------------
+
+
+def category_history() -> list[dict]:
+    """1,000 rows each of three users: mostly "general", a tenth "promo", a few "deploys"; two
+    rows per timestamp, so that pages also break between equal timestamps."""
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    return [
+        {
+            "id": new_id(),
+            "user_id": user,
+            "message": f"{user}{i}",
+            "created_at": start + timedelta(seconds=i // 2),
+            "category": "promo" if i % 20 < 2 else "deploys" if i % 50 == 2 else "general",
+        }
+        for user in ("alice", "bob", "carol")
+        for i in range(1000)
+    ]
+
+
+def all_pages(category: str, limit: int, pages: int | None = None) -> tuple[list[str], list[str]]:
+    """The ids of alice's first `pages` pages of `category` (all of them by default), and the
+    SQL of the listing queries that fetched them."""
+    statements, ids, cursor = [], [], None
+
+    def keep(_conn, _cursor, statement, parameters, _context, _executemany):
+        statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        while pages is None or len(statements) < pages:
+            page, cursor = inbox.list_notifications("alice", limit=limit, cursor=cursor, category=category)
+            ids += [n.id for n in page]
+            if cursor is None:
+                break
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    return ids, statements
+
+
+def test_a_category_lists_its_rows_newest_first_from_its_own_index(app):
+    """Rows of the default category stay out of the category index (migration 0006); a page of
+    another category still reads it, in order (on SQLite only because the query names the
+    index's WHERE; on PostgreSQL only because it does not), and the default category's pages
+    come from ix_notifications_user_created_id."""
+    history = category_history()
+    with app.app_context():
+        db.session.execute(insert(Notification), history)
+        db.session.commit()
+        connection = db.session.connection()
+        connection.exec_driver_sql("ANALYZE notifications")
+        explain = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
+
+        def newest_first(category: str) -> list[str]:
+            rows = [r for r in history if r["user_id"] == "alice" and r["category"] == category]
+            return [r["id"] for r in sorted(rows, key=lambda r: (r["created_at"], r["id"]), reverse=True)]
+
+        def plans(statements) -> list[str]:
+            """The plan of each statement; the first page's reads its index in order, no sort
+            (a page near the end may sort the few rows left)."""
+            found = [
+                "\n".join(str(row[-1]) for row in connection.exec_driver_sql(explain + sql, params))
+                for sql, params in statements
+            ]
+            assert "Sort" not in found[0] and "TEMP B-TREE" not in found[0], found[0]
+            return found
+
+        promo, statements = all_pages("promo", limit=15)
+        assert promo == newest_first("promo") and len(statements) == 7  # 100 rows: 6 x 15, 10
+        for plan in plans(statements):
+            assert "ix_notifications_user_category_created_other" in plan, plan
+        general, statements = all_pages("general", limit=50, pages=3)
+        assert general == newest_first("general")[:150]
+        for plan in plans(statements):
+            assert "ix_notifications_user_created_id" in plan, plan
+        db.session.rollback()

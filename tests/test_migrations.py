@@ -34,7 +34,7 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_uri):
             "ix_notifications_user_status_created",
             "ix_notifications_user_created_id",
             "ix_notifications_unconfirmed",
-            "ix_notifications_user_category_created",
+            "ix_notifications_user_category_created_other",
         }
         downgrade(revision="base")
         tables = {"notifications", "idempotency_keys", "muted_categories", "topic_subscriptions"}

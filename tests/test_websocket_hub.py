@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 from app.realtime.frames import FrameParser, close_status, unmask
-from app.realtime.patches.eventlet_websocket import ConnectionPool, HubReader
+from app.realtime.patches.eventlet_websocket import HubReader, connection_pool
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # eventlet's deprecation notice
@@ -205,7 +205,7 @@ def test_the_owner_ends_the_websocket_by_refusing_a_message():
 
 
 def test_a_detached_websocket_keeps_its_pool_slot_until_released():
-    pool = ConnectionPool(2)
+    pool = connection_pool(2)
     released = []
 
     def request():

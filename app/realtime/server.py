@@ -167,7 +167,7 @@ def serve(app: Flask) -> None:
     log.info(APPLIED_LOG, ", ".join(applied))
     log.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
     # MAX_CONNECTIONS counts HTTP requests in progress and open websockets (read from the hub).
-    pool = eventlet_websocket.ConnectionPool(app.config["MAX_CONNECTIONS"])
+    pool = eventlet_websocket.connection_pool(app.config["MAX_CONNECTIONS"])
     eventlet.wsgi.server(
         listener,
         app,

@@ -22,7 +22,7 @@ from app.protocol import (
     NotificationStatus,
 )
 from app.schemas import notification_to_wire, utc_iso
-from app.services import delivery, reads, rows
+from app.services import delivery, reads
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -91,13 +91,8 @@ def _owned(user_id: str, notification_id: str) -> Notification:
 
 
 def unread_count(user_id: str) -> int:
-    """How many of the user's notifications are not READ (served by ix_notifications_user_status_created)."""
-    with rows.one_statement() as connection:
-        return connection.scalar(
-            select(func.count())
-            .select_from(Notification)
-            .where(Notification.user_id == user_id, text(UNREAD))
-        )
+    """How many of the user's notifications are not READ."""
+    return reads.unread_counts([user_id])[user_id]
 
 
 def unread_counts(user_ids: Iterable[str]) -> dict[str, int]:

@@ -84,7 +84,7 @@ def deadline_protocol(idle_timeout: float, header_timeout: float, pool=None) -> 
     one. The body and the response (a long poll, a websocket) have no overall deadline,
     only the per-read socket timeout. Its write buffer is 2 KiB, with TCP_NODELAY.
 
-    With the server's `pool` (an eventlet_websocket.ConnectionPool), a request can take its
+    With the server's `pool` (from eventlet_websocket.connection_pool), a request can take its
     connection out of the server (`eventlet_websocket.DETACH` in its environ), keeping its slot.
     """
     import eventlet

@@ -7,7 +7,7 @@ frame stack, and the request state those frames hold (protocol, environ, input) 
 what an idle websocket costs. Node's `ws` reads a socket when the event loop says it has data;
 the upstream fix would be a websocket that does the same. Here, once the Engine.IO handshake
 (and upgrade) is done, the connection leaves eventlet's WSGI server (`detach`): its green
-thread ends, its slot of MAX_CONNECTIONS stays taken (`ConnectionPool`), and a hub listener
+thread ends, its slot of MAX_CONNECTIONS stays taken (`connection_pool`), and a hub listener
 (`HubReader`) starts a short green thread only when the socket has bytes to read. Frames are
 parsed as RFC 6455 says (app/realtime/frames.py), with the checks eventlet's own reader makes.
 
@@ -39,29 +39,27 @@ def in_effect(compression: bool) -> list[str]:
     return [] if compression else [HUB_READER]
 
 
-class ConnectionPool:
+def connection_pool(size: int):
     """eventlet's GreenPool for `eventlet.wsgi.server`, whose slots a websocket keeps once detached."""
+    import eventlet
 
-    def __new__(cls, size: int):
-        import eventlet
+    class ConnectionPool(eventlet.GreenPool):
+        def hold_slot(self) -> None:
+            """Keep the calling connection's slot after its green thread ends (the
+            semaphore goes below zero until that thread gives its slot back)."""
+            self.sem.counter -= 1
 
-        class _Pool(eventlet.GreenPool):
-            def hold_slot(self) -> None:
-                """Keep the calling connection's slot after its green thread ends (the
-                semaphore goes below zero until that thread gives its slot back)."""
-                self.sem.counter -= 1
+        def release_slot(self) -> None:
+            self.sem.release()
+            if self.sem.balance == self.size and not self.no_coros_running.ready():
+                self.no_coros_running.send(None)  # what GreenPool does as its last thread ends
 
-            def release_slot(self) -> None:
-                self.sem.release()
-                if self.sem.balance == self.size and not self.no_coros_running.ready():
-                    self.no_coros_running.send(None)  # what GreenPool does as its last thread ends
+        def waitall(self) -> None:
+            """Until every request has ended and every websocket has closed."""
+            if self.running() or self.sem.balance < self.size:
+                self.no_coros_running.wait()
 
-            def waitall(self) -> None:
-                """Until every request has ended and every websocket has closed."""
-                if self.running() or self.sem.balance < self.size:
-                    self.no_coros_running.wait()
-
-        return _Pool(size)
+    return ConnectionPool(size)
 
 
 class _Detached:

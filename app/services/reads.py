@@ -13,7 +13,7 @@ import orjson
 
 from app.extensions import db
 from app.models import UNREAD, MutedCategory, Notification
-from app.services.rows import in_json_list, one_statement
+from app.services.rows import in_json_list, one_read
 
 BATCH = 10_000  # users per read: a whole POST (at most 10,000 users) in one
 _TABLE = Notification.__tablename__
@@ -45,9 +45,9 @@ def muting(category: str, user_ids: list[str]) -> set[str]:
 
 
 def unread_counts(user_ids: list[str]) -> dict[str, int]:
-    """How many rows of each of `user_ids` are not READ (autocommit; ix_notifications_user_status_created)."""
+    """How many rows of each of `user_ids` are not READ (`one_read`; ix_notifications_user_status_created)."""
     counts = dict.fromkeys(user_ids, 0)
-    with one_statement() as connection:
+    with one_read() as connection:
         sql = _in_dialect(_UNREAD_COUNTS, connection.dialect.name)
         for batch in _batches(user_ids):
             counts.update(connection.exec_driver_sql(sql, {"users": batch}).all())
@@ -60,7 +60,7 @@ def connect_state(user_id: str) -> tuple[bool, int]:
     Safe to skip the claim on "no": it runs after the socket counts as online, so a
     row committed afterwards is claimed by its creator's second presence read.
     """
-    with one_statement() as connection:
+    with one_read() as connection:
         sql = _in_dialect(_CONNECT_STATE, connection.dialect.name)
         has_pending, unread = connection.exec_driver_sql(sql, {"user": user_id}).one()
     return bool(has_pending), unread

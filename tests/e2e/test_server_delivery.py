@@ -138,3 +138,33 @@ def test_acknowledging_client_gets_again_what_it_received_but_never_acknowledged
     connect(second, live_server, "ada", ack=True)
     second.wait_received(note["id"])
     assert second.pending_ids() == {note["id"]}
+
+
+def test_acknowledging_client_gets_its_pending_ones_once_while_notifications_arrive_meanwhile(
+    live_server, socket_client
+):
+    """Each one arrives once, pending or live, whichever side of the connect's claim its POST lands."""
+    away = [live_server.send(["ivy"], f"while away {i}")[0]["id"] for i in range(300)]
+    meanwhile: list[str] = []
+
+    def post_more() -> None:
+        for i in range(20):
+            meanwhile.append(live_server.send(["ivy"], f"meanwhile {i}")[0]["id"])
+
+    poster = threading.Thread(target=post_more)
+    poster.start()
+    ivy = connect(socket_client(), live_server, "ivy", ack=True)
+    poster.join(30)
+    assert len(meanwhile) == 20
+    for note_id in away + meanwhile:
+        ivy.wait_received(note_id)
+    assert sorted(ivy.notification_ids()) == sorted(away + meanwhile), "a notification arrived twice"
+    assert [n["id"] for n in ivy.pending_batches[0]][: len(away)] == away, "not oldest first"
+    wait_for(
+        lambda: set(live_server.statuses(away + meanwhile).values()) == {"DELIVERED"},
+        message="every one DELIVERED",
+    )
+    again = connect(socket_client(), live_server, "ivy", ack=True)
+    [marker] = live_server.send(["ivy"], "after reconnecting")
+    again.wait_received(marker["id"])
+    assert again.notification_ids() == [marker["id"]], "the held ones were sent a second time"

@@ -42,3 +42,23 @@ def test_quick_benchmark_runs_against_the_baseline_server(tmp_path):
     assert {k: s["status"] for k, s in runs.items()} == dict.fromkeys(("S1", "S2", "S3", "S6"), "ok")
     assert runs["S3"]["figures"]["missing"] == 0
     assert runs["S6"]["figures"]["lost"] == 0
+
+
+def test_the_floor_project_migrates_nothing_and_the_claim_cost_script_runs(tmp_path):
+    """bench/floor.sh hands the peer comparison a project whose `flask db upgrade` must pass;
+    bench/claim_cost.py is S5's reproduction (its timings are not checked)."""
+    (tmp_path / "wsgi.py").write_text((ROOT / "bench" / "floor_wsgi.py").read_text())
+    flask = Path(sys.executable).with_name("flask")
+    upgrade = subprocess.run(
+        [str(flask), "--app", "wsgi", "db", "upgrade"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert upgrade.returncode == 0, upgrade.stderr[-2000:]
+    cost = subprocess.run(
+        [sys.executable, "-m", "bench.claim_cost", f"sqlite:///{tmp_path / 'cost.db'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cost.returncode == 0, cost.stderr[-3000:]
+    assert [line.split()[0] for line in cost.stdout.splitlines()[1:4]] == ["select", "update", "claim"]

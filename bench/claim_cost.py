@@ -32,8 +32,13 @@ from tests.support.inprocess import fresh_app
 ROWS, OTHERS, ROUNDS = 1000, 50_000, 9
 USER = "drained"
 SELECT = "SELECT * FROM notifications WHERE user_id = :u AND status = 'PENDING' ORDER BY created_at, id"
-UPDATE = "UPDATE notifications SET status = 'DELIVERED', delivered_at = created_at WHERE user_id = :u AND status = 'PENDING'"
-BACK = "UPDATE notifications SET status = 'PENDING', delivered_at = NULL, received_at = NULL WHERE user_id = :u"
+UPDATE = (
+    "UPDATE notifications SET status = 'DELIVERED', delivered_at = created_at "
+    "WHERE user_id = :u AND status = 'PENDING'"
+)
+BACK = (
+    "UPDATE notifications SET status = 'PENDING', delivered_at = NULL, received_at = NULL WHERE user_id = :u"
+)
 
 
 def main() -> None:

@@ -50,7 +50,11 @@ def test_the_floor_project_migrates_nothing_and_the_claim_cost_script_runs(tmp_p
     (tmp_path / "wsgi.py").write_text((ROOT / "bench" / "floor_wsgi.py").read_text())
     flask = Path(sys.executable).with_name("flask")
     upgrade = subprocess.run(
-        [str(flask), "--app", "wsgi", "db", "upgrade"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [str(flask), "--app", "wsgi", "db", "upgrade"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert upgrade.returncode == 0, upgrade.stderr[-2000:]
     cost = subprocess.run(

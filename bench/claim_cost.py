@@ -27,6 +27,7 @@ from app.extensions import db
 from app.records import new_records
 from app.services import rows
 from app.services.store import NotificationStore
+from config import database_url
 from tests.support.inprocess import fresh_app
 
 ROWS, OTHERS, ROUNDS = 1000, 50_000, 9
@@ -42,8 +43,7 @@ BACK = (
 
 
 def main() -> None:
-    url = sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{tempfile.mkdtemp()}/claim_cost.db"
-    url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    url = database_url(sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{tempfile.mkdtemp()}/claim_cost.db")
     with fresh_app(url) as app, app.app_context():
         store = NotificationStore()
         _write(store, [f"other-{i % 500}" for i in range(OTHERS)])

@@ -77,6 +77,9 @@ def warn_about_config(app: Flask) -> None:
 
 def configure_logging(app: Flask) -> None:
     """Log to stderr with timestamps, at LOG_LEVEL."""
+    # No format shows a thread: under eventlet they are green threads of one OS thread, and
+    # naming one (eventlet's threading.current_thread) was two thirds of a log record's cost.
+    logging.logThreads = logging.logMultiprocessing = False
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=app.config["LOG_LEVEL"],
@@ -186,6 +189,7 @@ def _ping_if_idle(dbapi_connection, connection_record, _connection_proxy) -> Non
         cursor = dbapi_connection.cursor()
         cursor.execute("SELECT 1")
         cursor.close()
+        dbapi_connection.rollback()  # the driver began a transaction for it: hand the connection out idle
     except (dbapi_connection.OperationalError, dbapi_connection.InterfaceError) as exc:  # closed
         raise DisconnectionError(str(exc)) from exc
 

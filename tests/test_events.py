@@ -3,7 +3,9 @@
 import time
 
 import pytest
+from sqlalchemy import text
 
+from app.extensions import db
 from app.limits import BREACH_LOG
 from tests.support.inprocess import received, stored_statuses
 from tests.support.tokens import forged_tokens, mint_token, token_claims
@@ -194,6 +196,30 @@ def test_socket_over_its_event_limit_is_disconnected(socket_client):
     calm.emit("whatever", 1)
     assert not flooding.is_connected()
     assert calm.is_connected()
+
+
+def test_a_database_error_on_connect_refuses_the_socket_and_keeps_its_notifications(
+    app, socket_client, admin_post, caplog
+):
+    note = admin_post(["alice"], "kept").get_json()["notifications"][0]
+
+    def rename(old: str, new: str) -> None:
+        with app.app_context():
+            db.session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+            db.session.commit()
+
+    rename("notifications", "notifications_away")
+    try:
+        refused = socket_client("alice")
+        assert not refused.is_connected()
+        assert "socket connection of user alice refused: database error" in caplog.text
+    finally:
+        rename("notifications_away", "notifications")
+    # The refused socket left nothing behind: alice is offline, and her next connect gets the row.
+    assert admin_post(["alice"], "later").get_json()["notifications"][0]["status"] == "PENDING"
+    pending = received(socket_client("alice"))["pending_notifications"]
+    assert [n["id"] for n in pending[0]][0] == note["id"]
+    assert set(stored_statuses(app, "alice").values()) == {"DELIVERED"}
 
 
 @pytest.mark.config(RATE_LIMIT_SOCKET_CONNECT="2/minute")

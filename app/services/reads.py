@@ -5,15 +5,20 @@ They run on every POST and every connect. Through the ORM and SQLAlchemy's state
 times what the database spends on them; a fixed SQL string handed to the driver costs the
 round trip. The list of users is one parameter (a JSON array), so each statement's text
 never changes and the database plans it from its cache.
+
+The unread counts and a connect's state run on a pooled connection of the driver itself
+(`_driver_read`): SQLAlchemy's `Connection` around the statement cost 9 times the
+statement (59 against 6.5 µs for a connect's state on SQLite).
 """
 
 from functools import lru_cache
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
 from app.models import UNREAD, MutedCategory, Notification
-from app.services.rows import in_json_list, one_read
+from app.services.rows import in_json_list
 
 BATCH = 10_000  # users per read: a whole POST (at most 10,000 users) in one
 _TABLE = Notification.__tablename__
@@ -45,12 +50,10 @@ def muting(category: str, user_ids: list[str]) -> set[str]:
 
 
 def unread_counts(user_ids: list[str]) -> dict[str, int]:
-    """How many rows of each of `user_ids` are not READ (`one_read`; ix_notifications_user_status_created)."""
+    """How many rows of each of `user_ids` are not READ (ix_notifications_user_status_created)."""
     counts = dict.fromkeys(user_ids, 0)
-    with one_read() as connection:
-        sql = _in_dialect(_UNREAD_COUNTS, connection.dialect.name)
-        for batch in _batches(user_ids):
-            counts.update(connection.exec_driver_sql(sql, {"users": batch}).all())
+    for rows in _driver_read(_UNREAD_COUNTS, [{"users": batch} for batch in _batches(user_ids)]):
+        counts.update(rows)
     return counts
 
 
@@ -60,10 +63,56 @@ def connect_state(user_id: str) -> tuple[bool, int]:
     Safe to skip the claim on "no": it runs after the socket counts as online, so a
     row committed afterwards is claimed by its creator's second presence read.
     """
-    with one_read() as connection:
-        sql = _in_dialect(_CONNECT_STATE, connection.dialect.name)
-        has_pending, unread = connection.exec_driver_sql(sql, {"user": user_id}).one()
+    ((has_pending, unread),) = _driver_read(_CONNECT_STATE, [{"user": user_id}])[0]
     return bool(has_pending), unread
+
+
+def _driver_read(template: str, params: list[dict]) -> list[list[tuple]]:
+    """The rows of `template` for each of `params`, read on one pooled connection of the driver.
+
+    In autocommit on PostgreSQL (no BEGIN and ROLLBACK round trips around a read); SQLite's
+    driver starts no transaction for a read. Fails as SQLAlchemy would: a `DBAPIError`, and
+    a connection the database dropped is not put back in the pool.
+    """
+    engine = db.engine
+    dialect = engine.dialect
+    sql = _in_dialect(template, dialect.name)
+    pooled = engine.raw_connection()
+    driver, cursor = pooled.dbapi_connection, None
+    autocommit = dialect.name == "postgresql"
+    try:
+        if autocommit:
+            driver.autocommit = True
+        cursor = driver.cursor()
+        found = []
+        for values in params:
+            cursor.execute(sql, values)
+            found.append(cursor.fetchall())
+        return found
+    except dialect.loaded_dbapi.Error as exc:
+        dropped = dialect.is_disconnect(exc, driver, cursor)
+        if dropped:
+            pooled.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=dropped
+        ) from exc
+    finally:
+        _release(pooled, cursor, autocommit)
+
+
+def _release(pooled, cursor, autocommit: bool) -> None:
+    """Back to the pool as it came out of it, or thrown away when it cannot be."""
+    if not pooled.is_valid:  # invalidated: out of the pool already
+        return
+    try:
+        if cursor is not None:
+            cursor.close()
+        if autocommit:
+            pooled.dbapi_connection.autocommit = False
+    except Exception as exc:  # noqa: BLE001  (a connection that cannot be reset is not reused)
+        pooled.invalidate(exc)
+        return
+    pooled.close()
 
 
 def _batches(user_ids: list[str]):

@@ -30,17 +30,6 @@ def one_statement():
     return _autocommit_engine(db.engine).connect()
 
 
-def one_read():
-    """A connection for one read, returned to the pool after: `one_statement` on PostgreSQL.
-
-    SQLite's driver starts no transaction for a read, so there the connection stays in its
-    default mode: switching it to autocommit and back (a PRAGMA on its return) cost more
-    than the read, 127 against 59 µs for a connect's state.
-    """
-    engine = db.engine
-    return engine.connect() if engine.dialect.name == "sqlite" else _autocommit_engine(engine).connect()
-
-
 @lru_cache(maxsize=8)
 def _autocommit_engine(engine):
     return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -279,6 +279,20 @@ def test_a_token_is_verified_once_while_it_is_valid(client, app, auth_header, mo
     assert_error(response, 401, "unauthorized")
 
 
+def test_a_new_token_is_decoded_once_and_a_refused_one_keeps_its_answer(client, app, monkeypatch):
+    decodes = []
+    real = pyjwt.decode
+    monkeypatch.setattr(pyjwt, "decode", lambda *a, **kw: decodes.append(1) or real(*a, **kw))
+    claims = {"sub": "alice", "exp": int(time.time()) + 60}
+    token = pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], "HS256")
+    assert client.get("/v1/notifications", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert len(decodes) == 1
+    expired = forged_tokens(app.config["JWT_SECRET_KEY"])["expired"]
+    response = client.get("/v1/notifications", headers={"Authorization": f"Bearer {expired}"})
+    assert_error(response, 401, "unauthorized")
+    assert response.get_json()["message"] == "The token has expired."
+
+
 @pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Token x"])
 def test_missing_or_malformed_authorization_header_is_401(client, header):
     headers = {"Authorization": header} if header else {}

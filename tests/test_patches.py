@@ -40,3 +40,19 @@ def test_rate_limit_counters_expire_when_read_and_are_swept_a_second_after_a_hit
     storage.incr("expires-later", expiry=0.1)
     time.sleep(limits.SWEEP_SECONDS + 0.3)
     assert "expires-later" not in storage.storage and storage.get("stays") == 1
+
+
+def test_a_socket_handler_context_matches_no_url_and_http_routes_still_do(app, client):
+    from flask import request
+    from werkzeug.test import EnvironBuilder
+
+    handler = EnvironBuilder(path="/socket.io/", query_string="EIO=4&transport=websocket").get_environ()
+    with app.request_context(handler):
+        assert request.url_rule is None and request.routing_exception is None
+        assert request.args["transport"] == "websocket"
+    with app.test_request_context("/v1/notifications"):
+        assert request.url_rule.rule == "/v1/notifications"
+    # Paths Flask does see still get the JSON 404, with or without the slash rule's help.
+    for path in ("/socket.io", "/socket.iox", "/nope"):
+        answer = client.get(path)
+        assert answer.status_code == 404 and answer.get_json()["error"] == "not_found", path

@@ -20,6 +20,7 @@ EXPECTED = {
     patches.socketio.TRIMMED_ENVIRONS,
     patches.socketio_manager.INDEXED_ROOMS,
     patches.flask_socketio.PATH_RULE,
+    patches.flask_socketio.NO_URL_MATCH,
     patches.flask_jwt_extended.SINGLE_DECODE,
     patches.flask_jwt_extended.TOKEN_CACHE,
     patches.limits.SWEEP_EVERY_SECOND,

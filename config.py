@@ -45,9 +45,11 @@ class Config:
 
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
-    # PostgreSQL connection pool of one process (ignored for SQLite).
-    DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 10)
-    DB_MAX_OVERFLOW = _env_int("DB_MAX_OVERFLOW", 10)
+    # PostgreSQL connection pool of one process (ignored for SQLite): 20 kept open, none beyond.
+    # A connection beyond the pool size is closed as soon as it is returned, so under steady
+    # load each such checkout started a PostgreSQL backend of its own (bench/README.md).
+    DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 20)
+    DB_MAX_OVERFLOW = _env_int("DB_MAX_OVERFLOW", 0)
     DB_POOL_TIMEOUT = _env_int("DB_POOL_TIMEOUT", 10)
 
     SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None

@@ -5,6 +5,7 @@ Each test uses a PostgreSQL database of its own (whatever DATABASE_URL says), so
 SQLite run of the suite checks it too.
 """
 
+import threading
 import time
 
 import psycopg2.extensions
@@ -98,3 +99,31 @@ def test_connect_state_reads_pending_and_unread_in_one_statement_without_a_trans
             db.engine.dispose()
     # one round trip per connect: no BEGIN before it, no ROLLBACK after it
     assert [autocommit for _query, autocommit in statements] == [True, True], statements
+
+
+def test_bursts_of_concurrent_reads_reuse_the_pool_instead_of_opening_connections(pg_app):
+    """A connection beyond the pool size is closed when returned: each burst would open them again."""
+    app, _database = pg_app
+    opened = []
+    start = threading.Barrier(30)
+
+    def read():
+        start.wait()
+        with app.app_context():
+            for _ in range(5):
+                reads.connect_state("bob")
+
+    def burst():
+        workers = [threading.Thread(target=read) for _ in range(30)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    with app.app_context():
+        event.listen(db.engine, "connect", lambda *_: opened.append(1))
+    burst()
+    first = len(opened)
+    assert 0 < first <= app.config["DB_POOL_SIZE"]
+    burst()
+    assert len(opened) == first  # the second burst found every connection it needed open

@@ -7,6 +7,7 @@ SQLite run of the suite checks it too.
 
 import threading
 import time
+from contextlib import contextmanager
 
 import psycopg2.extensions
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app import PING_AFTER_IDLE, create_app
 from app.extensions import db
-from app.services import delivery, reads
+from app.services import delivery, inbox, reads
 from config import TestingConfig, database_url
 from tests.support.inprocess import app_token
 from tests.support.services import PostgresDatabase, postgres_problem, postgres_server_url
@@ -76,29 +77,48 @@ def test_a_read_on_a_connection_the_server_closed_fails_once_and_the_pool_replac
         assert reads.unread_counts(["bob"]) == {"bob": 0}
 
 
-def test_connect_state_reads_pending_and_unread_in_one_statement_without_a_transaction(pg_app):
-    app, _database = pg_app
-    statements = []
+@contextmanager
+def statements_sent(app):
+    """(statement's first word, whether the connection was in autocommit) of each statement sent."""
+    sent = []
 
     class Counting(psycopg2.extensions.cursor):
         def execute(self, query, params=None):
-            statements.append((query, self.connection.autocommit))
+            sent.append((query.split(None, 1)[0].upper(), self.connection.autocommit))
             return super().execute(query, params)
 
     def counting(dbapi_connection, _record, _proxy):
         dbapi_connection.cursor_factory = Counting
 
+    event.listen(db.engine.pool, "checkout", counting)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine.pool, "checkout", counting)
+        db.engine.dispose()
+
+
+def test_connect_state_reads_pending_and_unread_in_one_statement_without_a_transaction(pg_app):
+    app, _database = pg_app
     with app.app_context():
         delivery.current().create(["bob", "bob", "carol"], "hello")
-        event.listen(db.engine.pool, "checkout", counting)
-        try:
+        with statements_sent(app) as sent:
             assert reads.connect_state("bob") == (True, 1)
             assert reads.connect_state("nobody") == (False, 0)
-        finally:
-            event.remove(db.engine.pool, "checkout", counting)
-            db.engine.dispose()
     # one round trip per connect: no BEGIN before it, no ROLLBACK after it
-    assert [autocommit for _query, autocommit in statements] == [True, True], statements
+    assert sent == [("SELECT", True), ("SELECT", True)]
+
+
+def test_a_send_waits_for_no_begin_or_commit_unless_it_stores_an_idempotency_key(pg_app):
+    app, _database = pg_app
+    with app.app_context():
+        with statements_sent(app) as sent:
+            delivery.fanout().to_users(["bob", "carol"], "hello")
+        assert sent == [("SELECT", True), ("INSERT", True)]  # who muted it; the rows
+        with statements_sent(app) as sent:
+            delivery.fanout().to_users(["bob"], "again", before_commit=lambda: None)
+        assert sent == [("SELECT", True), ("INSERT", False)]  # then COMMIT, outside any cursor
+        assert inbox.unread_counts(["bob", "carol"]) == {"bob": 2, "carol": 1}
 
 
 def test_bursts_of_concurrent_reads_reuse_the_pool_instead_of_opening_connections(pg_app):

@@ -77,6 +77,29 @@ def test_a_failure_inside_the_transaction_stores_nothing(app):
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
 
 
+def test_after_work_in_autocommit_a_failed_transaction_still_stores_nothing(app, monkeypatch):
+    """Single statements run in the driver's autocommit; the connection must not go back to the
+    pool that way, or a later transaction's first statement would commit on its own."""
+
+    def boom():
+        raise RuntimeError("failed before commit")
+
+    with app.app_context():
+        core = delivery.current()
+        [existing] = core.create(["first"], "x")  # one INSERT in autocommit
+        assert core.store.connect_state("first") == (True, 1)
+        assert [n.id for n in core.store.claim(users=["first"])] == [existing.id]
+        fresh = records.new_ids
+        monkeypatch.setattr(records, "new_ids", lambda count: fresh(count - 1) + [existing.id])
+        with pytest.raises(IntegrityError):  # a statement that fails in autocommit
+            core.create(["a", "b"], "x")
+        monkeypatch.undo()
+        for _ in range(3):  # whichever pooled connection the session gets
+            with pytest.raises(RuntimeError):
+                core.create(["c", "d"], "x", before_commit=boom)
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
+
+
 @pytest.mark.parametrize(
     ("user_ids", "message"),
     [([], "x"), ([""], "x"), (["a", 3], "x"), (["a"], ""), (["a"], None)],

@@ -8,6 +8,9 @@ atomic by itself, and on PostgreSQL psycopg2 otherwise sends BEGIN and COMMIT as
 more round trips around it.
 """
 
+import sqlite3
+from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 
@@ -25,18 +28,38 @@ CONFIRM_BATCH = 500  # ids per UPDATE ... IN (...)
 _RECEIVED_AT = RECORD_COLUMNS.index(_TABLE.c.received_at)
 
 
+@contextmanager
 def one_statement():
-    """A connection for one self-contained statement, in autocommit, returned to the pool after."""
-    return _autocommit_engine(db.engine).connect()
+    """A connection for one self-contained statement, in autocommit, returned to the pool after.
+
+    The driver's own autocommit, a flag of the client: SQLAlchemy's AUTOCOMMIT isolation
+    level had psycopg2 send `SET default_transaction_isolation` as the connection went out
+    and again as it came back, the two round trips that autocommit was to save.
+    """
+    with db.engine.connect() as connection:
+        undo = driver_autocommit(connection.connection.dbapi_connection)
+        try:
+            yield connection
+        finally:
+            if not connection.invalidated:
+                try:
+                    undo()
+                except Exception:  # noqa: BLE001  (never back to the pool in autocommit)
+                    connection.invalidate()
 
 
-@lru_cache(maxsize=8)
-def _autocommit_engine(engine):
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+def driver_autocommit(driver) -> Callable[[], None]:
+    """Switch a driver's connection to autocommit (nothing is sent to the database); returns the undo."""
+    name, on = ("isolation_level", None) if isinstance(driver, sqlite3.Connection) else ("autocommit", True)
+    previous = getattr(driver, name)
+    setattr(driver, name, on)
+    return lambda: setattr(driver, name, previous)
 
 
-def insert(records: list[NotificationRecord]) -> None:
-    """Write `records` with one INSERT (not committed), converting each distinct column value once.
+def insert(records: list[NotificationRecord], connection=None) -> None:
+    """Write `records` with one INSERT, converting each distinct column value once.
+
+    In the session's transaction (not committed), or on `connection`.
 
     The rows of a fan-out share their message, status and timestamps; letting
     SQLAlchemy convert them row by row (timestamps to SQLite text, the status to
@@ -45,9 +68,22 @@ def insert(records: list[NotificationRecord]) -> None:
     PostgreSQL as ten INSERTs of 1,000 VALUES each, and SQLite's driver binds every value
     of every row on its own (bench/README.md).
     """
-    dialect = db.session.get_bind().dialect
+    if connection is None:
+        dialect, execute = db.session.get_bind().dialect, db.session.execute
+    else:
+        dialect, execute = connection.dialect, connection.execute
     statement, params = bulk.insert_notifications(records, dialect, _bind_processors(dialect))
-    db.session.execute(statement, params)
+    execute(statement, params)
+
+
+def insert_alone(records: list[NotificationRecord]) -> None:
+    """Write `records` with one INSERT in autocommit: stored when it returns, nothing on failure.
+
+    The statement is atomic by itself; in a transaction of its own PostgreSQL would wait
+    for BEGIN and COMMIT as two more round trips.
+    """
+    with one_statement() as connection:
+        insert(records, connection)
 
 
 @lru_cache(maxsize=8)

@@ -19,6 +19,9 @@ class NotificationStore:
         self, records: list[NotificationRecord], before_commit: Callable[[], None] | None = None
     ) -> None:
         """Write `records` in one transaction, with `before_commit` inside it; nothing on failure."""
+        if before_commit is None:
+            rows.insert_alone(records)
+            return
         try:
             rows.insert(records)
             if before_commit is not None:

@@ -1,6 +1,7 @@
 """The per-send reads on the database (app/services/reads.py): muted categories, unread counts."""
 
-from sqlalchemy import insert
+import pytest
+from sqlalchemy import event, insert
 
 from app.extensions import db
 from app.models import MutedCategory, Notification, NotificationStatus
@@ -64,3 +65,21 @@ def test_unread_counts_read_the_index_of_user_and_status(app):
             reads_of_table = template.count(" FROM notifications ")
             assert plan.count("ix_notifications_user_status_created") == reads_of_table, plan
         db.session.rollback()
+
+
+def test_a_read_stopped_mid_statement_does_not_go_back_to_the_pool(app):
+    """A green thread stopped inside a statement (a timeout) leaves its connection in an unknown
+    state: the next read gets a fresh one."""
+
+    class Stopping:
+        def __conform__(self, _protocol):  # the driver adapts the parameter inside execute()
+            raise KeyboardInterrupt
+
+    opened = []
+    with app.app_context():
+        assert reads.connect_state("bob") == (False, 0)
+        event.listen(db.engine, "connect", lambda *_: opened.append(1))
+        with pytest.raises(KeyboardInterrupt):
+            reads._driver_read(reads._CONNECT_STATE, [{"user": Stopping()}])
+        assert reads.connect_state("bob") == (False, 0)
+    assert len(opened) == 1

@@ -7,9 +7,7 @@ SQLite run of the suite checks it too.
 
 import threading
 import time
-from contextlib import contextmanager
 
-import psycopg2.extensions
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
@@ -21,6 +19,7 @@ from config import TestingConfig, database_url
 from tests.support.inprocess import app_token
 from tests.support.services import PostgresDatabase, postgres_problem, postgres_server_url
 from tests.support.skips import skip_or_fail
+from tests.support.statements import statements_sent
 
 
 @pytest.fixture
@@ -77,32 +76,11 @@ def test_a_read_on_a_connection_the_server_closed_fails_once_and_the_pool_replac
         assert reads.unread_counts(["bob"]) == {"bob": 0}
 
 
-@contextmanager
-def statements_sent(app):
-    """(statement's first word, whether the connection was in autocommit) of each statement sent."""
-    sent = []
-
-    class Counting(psycopg2.extensions.cursor):
-        def execute(self, query, params=None):
-            sent.append((query.split(None, 1)[0].upper(), self.connection.autocommit))
-            return super().execute(query, params)
-
-    def counting(dbapi_connection, _record, _proxy):
-        dbapi_connection.cursor_factory = Counting
-
-    event.listen(db.engine.pool, "checkout", counting)
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine.pool, "checkout", counting)
-        db.engine.dispose()
-
-
 def test_connect_state_reads_pending_and_unread_in_one_statement_without_a_transaction(pg_app):
     app, _database = pg_app
     with app.app_context():
         delivery.current().create(["bob", "bob", "carol"], "hello")
-        with statements_sent(app) as sent:
+        with statements_sent() as sent:
             assert reads.connect_state("bob") == (True, 1)
             assert reads.connect_state("nobody") == (False, 0)
     # one round trip per connect: no BEGIN before it, no ROLLBACK after it
@@ -112,10 +90,10 @@ def test_connect_state_reads_pending_and_unread_in_one_statement_without_a_trans
 def test_a_send_waits_for_no_begin_or_commit_unless_it_stores_an_idempotency_key(pg_app):
     app, _database = pg_app
     with app.app_context():
-        with statements_sent(app) as sent:
+        with statements_sent() as sent:
             delivery.fanout().to_users(["bob", "carol"], "hello")
         assert sent == [("SELECT", True), ("INSERT", True)]  # who muted it; the rows
-        with statements_sent(app) as sent:
+        with statements_sent() as sent:
             delivery.fanout().to_users(["bob"], "again", before_commit=lambda: None)
         assert sent == [("SELECT", True), ("INSERT", False)]  # then COMMIT, outside any cursor
         assert inbox.unread_counts(["bob", "carol"]) == {"bob": 2, "carol": 1}

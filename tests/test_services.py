@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app import records
@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import Notification, NotificationStatus
 from app.services import delivery, inbox
 from app.services.presence.local import LocalPresence
+from tests.support.statements import statements_sent
 
 
 def statuses(user_id: str) -> list[NotificationStatus]:
@@ -39,19 +40,11 @@ def test_create_counts_duplicate_user_ids_once(app):
 
 
 def test_create_writes_all_rows_in_one_insert_statement(app):
-    inserts = []
     with app.app_context():
-
-        def count(conn, cursor, statement, parameters, context, executemany):
-            if statement.lstrip().upper().startswith("INSERT"):
-                inserts.append(statement)
-
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
+        with statements_sent() as sent:
             delivery.current().create([f"user{i}" for i in range(500)], "bulk")
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
-        assert len(inserts) == 1
+        assert [word for word, _autocommit in sent if word == "INSERT"] == ["INSERT"]
+        assert ("INSERT", True) in sent and "BEGIN" not in {word for word, _ in sent}  # alone, in autocommit
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 500
 
 

@@ -71,8 +71,10 @@ def _result_processors(dialect) -> list[tuple]:
     ]
 
 
-def insert_notifications(records: list[NotificationRecord], dialect, processors: list):
+def insert_notifications(records: list[NotificationRecord], dialect, processors: list, driver: bool = False):
     """(statement, parameters) writing `records` in one INSERT, each value converted for `dialect`.
+
+    The statement is SQLAlchemy's, or with `driver` the SQL text in the driver's style.
 
     `processors`: each record column's bind processor for the dialect (or None). A value
     every row shares (a fan-out's message, status, timestamps, data) is bound once and
@@ -89,7 +91,8 @@ def insert_notifications(records: list[NotificationRecord], dialect, processors:
     if varying:
         # Values are text, None or (PostgreSQL) aware datetimes, which orjson writes in RFC 3339.
         params[ROWS] = orjson.dumps(list(zip(*varying, strict=True))).decode()
-    return _json_rows_statement(shared, dialect.name), params
+    sql = _json_rows_sql(shared, dialect.name, driver)
+    return (sql if driver else text(sql)), params
 
 
 def _column_values(records: list[NotificationRecord], key: str, process) -> tuple[bool, object]:
@@ -116,9 +119,10 @@ def _converted(values: list, process) -> list:
     return list(map(convert, values))
 
 
-@lru_cache(maxsize=64)
-def _json_rows_statement(shared: tuple[bool, ...], dialect_name: str):
-    """INSERT ... SELECT FROM the JSON array of the rows' varying values; shared ones as binds.
+@lru_cache(maxsize=128)
+def _json_rows_sql(shared: tuple[bool, ...], dialect_name: str, driver: bool) -> str:
+    """INSERT ... SELECT FROM the JSON array of the rows' varying values; shared ones as binds
+    (SQLAlchemy's `:name`, or with `driver` psycopg2's `%(name)s`; sqlite3 takes `:name`).
 
     SQLite: each varying value is text or null (timestamps, the status and `data` are
     converted to their stored text first), which `json_extract` gives back as that text or
@@ -126,15 +130,19 @@ def _json_rows_statement(shared: tuple[bool, ...], dialect_name: str):
     the shared binds are.
     """
     postgres = dialect_name == "postgresql"
+
+    def bind(name: str) -> str:
+        return f"%({name})s" if postgres and driver else f":{name}"
+
     values, varying = [], 0
     for column, name, is_shared in zip(RECORD_COLUMNS, _NAMES, shared, strict=True):
         if is_shared:
-            value = f":{name}"
+            value = bind(name)
         else:
             value = f"value->>{varying}" if postgres else f"json_extract(value, '$[{varying}]')"
             varying += 1
         values.append(f"CAST({value} AS {_PG_TYPES[column.key]})" if postgres else value)
-    rows = f"json_array_elements(CAST(:{ROWS} AS JSON))" if postgres else f"json_each(:{ROWS})"
+    rows = f"json_array_elements(CAST({bind(ROWS)} AS JSON))" if postgres else f"json_each({bind(ROWS)})"
     source = f" FROM {rows}" if varying else ""  # else: one row
     names = ", ".join(column.name for column in RECORD_COLUMNS)
-    return text(f"INSERT INTO {_TABLE.name} ({names}) SELECT {', '.join(values)}{source}")
+    return f"INSERT INTO {_TABLE.name} ({names}) SELECT {', '.join(values)}{source}"

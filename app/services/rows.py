@@ -43,10 +43,7 @@ def one_statement():
             yield connection
         finally:
             if not connection.invalidated:
-                try:
-                    undo()
-                except Exception:  # noqa: BLE001  (never back to the pool in autocommit)
-                    connection.invalidate()
+                _reset(undo, connection.invalidate)
 
 
 @contextmanager
@@ -88,15 +85,27 @@ def _release(pooled, cursor, undo) -> None:
     """Back to the pool as it came out of it, or thrown away when it cannot be."""
     if not pooled.is_valid:  # invalidated: out of the pool already
         return
-    try:
+
+    def reset() -> None:
         if cursor is not None:
             cursor.close()
         if undo is not None:
             undo()
-    except Exception as exc:  # noqa: BLE001  (a connection that cannot be reset is not reused)
-        pooled.invalidate(exc)
-        return
-    pooled.close()
+
+    if _reset(reset, pooled.invalidate):
+        pooled.close()
+
+
+def _reset(undo: Callable[[], None], invalidate: Callable[[Exception], None]) -> bool:
+    """Undo what was changed on a connection (autocommit back off); whether that went: one that
+    cannot be reset is thrown away, never returned to the pool in autocommit (a later
+    transaction would commit statement by statement)."""
+    try:
+        undo()
+    except Exception as exc:  # noqa: BLE001
+        invalidate(exc)
+        return False
+    return True
 
 
 def driver_autocommit(driver) -> Callable[[], None]:

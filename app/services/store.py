@@ -24,8 +24,7 @@ class NotificationStore:
             return
         try:
             rows.insert(records)
-            if before_commit is not None:
-                before_commit()
+            before_commit()
             db.session.commit()
         except Exception:
             db.session.rollback()

@@ -11,7 +11,7 @@ from app.models import RECORD_COLUMNS, MutedCategory, Notification, Notification
 from app.protocol import NotificationStatus
 from app.records import new_records
 from app.schemas import notification_to_wire
-from app.services import preferences, rows
+from app.services import rows
 
 AWKWARD = [
     "plain",
@@ -123,19 +123,37 @@ def test_bulk_insert_failure_stores_nothing(app):
         assert stored_raw() == []
 
 
-def test_muting_finds_exactly_the_users_who_muted_the_category(app):
-    users = [f"{name}{i}" for i, name in enumerate(AWKWARD * 200)]
+def mute(pairs: list[tuple[str, str]]) -> None:
+    db.session.execute(insert(MutedCategory), [{"user_id": u, "category": c} for u, c in pairs])
+    db.session.commit()
+
+
+@pytest.mark.parametrize("write", [rows.insert_alone, rows.insert], ids=["alone", "in-a-transaction"])
+@pytest.mark.parametrize("count", [1, 700])
+def test_the_insert_leaves_out_exactly_the_users_who_muted_the_rows_category(app, write, count):
+    records = fan_out(count)
+    for n in records:
+        n.category = "news"
+    users = [n.user_id for n in records]
     with app.app_context():
-        db.session.execute(
-            insert(MutedCategory),
-            [{"user_id": u, "category": "news"} for u in users[::7]]
-            + [{"user_id": u, "category": "other"} for u in users[1::7]],
-        )
+        # users[0] muted the category; every seventh user (and users[1]) muted another one
+        mute([(users[0], "news")] + [(u, "other") for u in users[1::7]] + [(f"{users[-1]}x", "news")])
+        written = write(records)
         db.session.commit()
-        assert preferences.muting("news", users) == set(users[::7])
-        assert preferences.muting("news", users[1::7]) == set()
-        assert preferences.muting("news", [users[0]]) == {users[0]}
-        assert preferences.muting("news", []) == set()
+        assert [n.user_id for n in written] == users[1:]
+        assert {(row[0], row[1]) for row in stored_raw()} == {(n.id, n.user_id) for n in records[1:]}
+
+
+@pytest.mark.parametrize("write", [rows.insert_alone, rows.insert], ids=["alone", "in-a-transaction"])
+def test_an_insert_every_user_muted_stores_nothing_and_says_so(app, write):
+    records = fan_out(5)
+    for n in records:
+        n.category = "news"
+    with app.app_context():
+        mute([(n.user_id, "news") for n in records])
+        assert write(records) == []
+        db.session.commit()
+        assert stored_raw() == []
 
 
 @pytest.mark.parametrize("online", [set(), {"b"}, {"a", "b", "c"}])

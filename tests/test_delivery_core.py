@@ -105,6 +105,18 @@ def test_the_unread_count_goes_to_every_process_any_read_found():
     assert route == Route({"alice": frozenset({"pb", "pc"})})
 
 
+def test_a_user_who_muted_the_category_gets_nothing_sent_and_no_count():
+    delivery, store, presence, transport = make_delivery()
+    presence.add("alice", "s1")
+    presence.add("bob", "s2")
+    store.muted.add(("bob", "digest"))
+    created = delivery.create(["alice", "bob", "carol"], "weekly", category="digest")
+    assert [(n.user_id, n.status) for n in created] == [("alice", DELIVERED), ("carol", PENDING)]
+    sent_to = {user for event, items, _route in transport.sends for user, _payload in items}
+    assert sent_to == {"alice"}
+    assert delivery.connect("bob", "s3", acknowledging=False) == []
+
+
 def test_a_closing_socket_puts_back_what_it_never_acknowledged_and_another_socket_gets_it():
     delivery, store, _presence, transport = make_delivery()
     delivery.connect("alice", "s1", acknowledging=True)

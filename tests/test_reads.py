@@ -1,23 +1,12 @@
-"""The per-send reads on the database (app/services/reads.py): muted categories, unread counts."""
+"""The per-send reads on the database (app/services/reads.py): unread counts, a connect's state."""
 
 import pytest
 from sqlalchemy import event, insert
 
 from app.extensions import db
-from app.models import MutedCategory, Notification, NotificationStatus
+from app.models import Notification, NotificationStatus
 from app.records import new_id, utcnow
-from app.services import delivery, inbox, preferences, reads
-
-
-def test_muting_finds_exactly_the_users_who_muted_the_category_across_batches(app):
-    users = [f"u{i:04d}" for i in range(reads.BATCH + 500)]
-    muters = {users[3], users[reads.BATCH + 7]}  # one in each batch
-    with app.app_context():
-        db.session.add_all(MutedCategory(user_id=u, category="promo") for u in muters)
-        db.session.add(MutedCategory(user_id=users[5], category="other"))
-        db.session.commit()
-        assert preferences.muting("promo", users) == muters
-        assert preferences.muting("promo", ["nobody", "it's; --"]) == set()
+from app.services import delivery, inbox, reads
 
 
 def test_unread_counts_count_what_is_not_read_and_zero_for_unknown_users(app):

@@ -82,17 +82,19 @@ class Delivery:
         category: str = DEFAULT_CATEGORY,
         topic: str | None = None,
     ) -> list[NotificationRecord]:
-        """Store one notification per distinct user and send it live to those online.
+        """Store one notification per distinct user who did not mute `category`, and send it live
+        to those online; the notifications stored.
 
-        All rows go in with one INSERT in one transaction; a row is DELIVERED when its user
-        had a socket connected, else PENDING (sent on their next connect), and received at
-        once when the user had a plain client's socket (its confirmation never waits on the
-        process that holds that socket, which may die first). Users who got it live also
-        get their new unread count. `before_commit` runs inside that transaction.
+        All rows go in with one INSERT in one transaction, which leaves out the users who
+        muted the category; a row is DELIVERED when its user had a socket connected, else
+        PENDING (sent on their next connect), and received at once when the user had a plain
+        client's socket (its confirmation never waits on the process that holds that socket,
+        which may die first). Users who got it live also get their new unread count.
+        `before_commit` runs inside that transaction.
         """
         targets = _checked(user_ids, message)
         first = self.presence.read(targets)
-        created = new_records(
+        records = new_records(
             targets,
             first.online,
             first.plain,
@@ -102,7 +104,7 @@ class Delivery:
             category=category,
             topic=topic,
         )
-        self.store.insert(created, before_commit)
+        created = self.store.insert(records, before_commit)
         delivered = [n for n in created if n.status is DELIVERED]
         self.sends.notifications(delivered, first)
         second = self._after_send(delivered, first)

@@ -74,16 +74,11 @@ class Fanout:
     ) -> DirectSent:
         """One notification per distinct user of `user_ids` who did not mute `category`."""
         targets = list(dict.fromkeys(user_ids))
-        muted = self.store.muting(category, targets)
-        wanted = [u for u in targets if u not in muted]
-        if not wanted:
-            if before_commit is not None:
-                self.store.commit_only(before_commit)
-            return DirectSent([], sorted(muted))
         created = self.delivery.create(
-            wanted, message, data, created_by, before_commit, category=category, topic=topic
+            targets, message, data, created_by, before_commit, category=category, topic=topic
         )
-        return DirectSent(created, [u for u in targets if u in muted])
+        stored = {n.user_id for n in created}
+        return DirectSent(created, [u for u in targets if u not in stored])
 
     def to_topic(
         self,

@@ -99,8 +99,12 @@ class Presence(Protocol):
 class Store(Protocol):
     """The notifications table, each call one atomic change (app/services/store.py)."""
 
-    def insert(self, records: list[NotificationRecord], before_commit: Callable[[], None] | None) -> None:
-        """Write `records` in one transaction, with `before_commit` inside it; nothing on failure."""
+    def insert(
+        self, records: list[NotificationRecord], before_commit: Callable[[], None] | None
+    ) -> list[NotificationRecord]:
+        """Write `records` in one transaction, with `before_commit` inside it, but not those whose
+        user muted their category (tested in the same statement); the records written. Nothing
+        on failure."""
 
     def claim(
         self, ids: Collection[str] = (), users: Collection[str] = (), received: bool = False
@@ -122,9 +126,6 @@ class Store(Protocol):
 
     def unread_counts(self, user_ids: Iterable[str]) -> dict[str, int]:
         """How many rows of each user are not READ."""
-
-    def muting(self, category: str, user_ids: Collection[str]) -> set[str]:
-        """Which of `user_ids` muted `category`."""
 
     def subscribers(self, topic: str, after: str | None, limit: int, joined_by: datetime) -> list[str]:
         """Up to `limit` users of `topic` in id order after `after`, who joined it by `joined_by`."""

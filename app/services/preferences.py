@@ -1,13 +1,11 @@
 """Per-user preferences: the categories a user muted, stored and shared by every process."""
 
-from collections.abc import Iterable
-
 from sqlalchemy import delete, insert
 
 from app.extensions import db
 from app.models import MutedCategory
 from app.protocol import PREFERENCES_UPDATED
-from app.services import delivery, reads
+from app.services import delivery
 from app.services.queries import sorted_values
 
 
@@ -33,8 +31,3 @@ def set_muted(user_id: str, categories: list[str]) -> list[str]:
         raise
     delivery.current().tell_user(user_id, PREFERENCES_UPDATED, {"muted": wanted}, count=False)
     return wanted
-
-
-def muting(category: str, user_ids: Iterable[str]) -> set[str]:
-    """Which of `user_ids` muted `category`."""
-    return reads.muting(category, list(user_ids))

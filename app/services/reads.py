@@ -1,5 +1,5 @@
-"""The reads every send and connect makes, as fixed SQL for each database: who muted a category,
-unread counts, a connecting user's state.
+"""The reads every send and connect makes, as fixed SQL for each database: unread counts, a
+connecting user's state.
 
 They run on every POST and every connect. Through the ORM and SQLAlchemy's statement cache they cost several
 times what the database spends on them; a fixed SQL string handed to the driver costs the
@@ -14,15 +14,12 @@ from functools import lru_cache
 import orjson
 
 from app.extensions import db
-from app.models import UNREAD, MutedCategory, Notification
+from app.models import UNREAD, Notification
 from app.services.rows import driver_cursor, in_json_list
 
 BATCH = 10_000  # users per read: a whole POST (at most 10,000 users) in one
 _TABLE = Notification.__tablename__
 
-_MUTING = (
-    f"SELECT user_id FROM {MutedCategory.__tablename__} WHERE category = {{category}} AND user_id {{users}}"
-)
 # One round trip: has the user PENDING rows, and how many unread ones (both ranges of
 # ix_notifications_user_status_created).
 _CONNECT_STATE = (
@@ -33,12 +30,6 @@ _UNREAD_COUNTS = (
     f"SELECT user_id, count(*) FROM {Notification.__tablename__} "
     f"WHERE user_id {{users}} AND {UNREAD} GROUP BY user_id"
 )
-
-
-def muting(category: str, user_ids: list[str]) -> set[str]:
-    """Which of `user_ids` muted `category` (the category's index)."""
-    batches = [{"category": category, "users": batch} for batch in _batches(user_ids)]
-    return {user_id for rows in _driver_read(_MUTING, batches) for (user_id,) in rows}
 
 
 def unread_counts(user_ids: list[str]) -> dict[str, int]:
@@ -80,5 +71,5 @@ def _batches(user_ids: list[str]):
 def _in_dialect(template: str, dialect: str) -> str:
     """`template` with the driver's placeholders: psycopg2's %(name)s, sqlite3's :name."""
     if dialect == "postgresql":
-        return template.format(category="%(category)s", users=in_json_list("users", dialect), user="%(user)s")
-    return template.format(category=":category", users=in_json_list("users", dialect), user=":user")
+        return template.format(users=in_json_list("users", dialect), user="%(user)s")
+    return template.format(users=in_json_list("users", dialect), user=":user")

@@ -116,9 +116,10 @@ def driver_autocommit(driver) -> Callable[[], None]:
     return lambda: setattr(driver, name, previous)
 
 
-def insert(records: list[NotificationRecord]) -> None:
+def insert(records: list[NotificationRecord]) -> list[NotificationRecord]:
     """Write `records` with one INSERT in the session's transaction (not committed), converting
-    each distinct column value once.
+    each distinct column value once; the records written: not those whose user muted their
+    category (bulk.py).
 
     The rows of a fan-out share their message, status and timestamps; letting
     SQLAlchemy convert them row by row (timestamps to SQLite text, the status to
@@ -129,10 +130,11 @@ def insert(records: list[NotificationRecord]) -> None:
     """
     dialect = db.session.get_bind().dialect
     statement, params = bulk.insert_notifications(records, dialect, _bind_processors(dialect))
-    db.session.execute(statement, params)
+    count = db.session.execute(statement, params).rowcount
+    return _written(records, count, dialect.name, db.session.connection().exec_driver_sql)
 
 
-def insert_alone(records: list[NotificationRecord]) -> None:
+def insert_alone(records: list[NotificationRecord]) -> list[NotificationRecord]:
     """`insert`, alone in autocommit on the driver's connection: stored when it returns, nothing on failure.
 
     The statement is atomic by itself; in a transaction of its own PostgreSQL would wait
@@ -141,7 +143,32 @@ def insert_alone(records: list[NotificationRecord]) -> None:
     dialect = db.engine.dialect
     sql, params = bulk.insert_notifications(records, dialect, _bind_processors(dialect), driver=True)
     with driver_cursor(writes=True) as cursor:
+
+        def read(sql: str, params: dict) -> list[tuple]:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
         cursor.execute(sql, params)
+        return _written(records, cursor.rowcount, dialect.name, read)
+
+
+def _written(
+    records: list[NotificationRecord], count: int, dialect_name: str, read
+) -> list[NotificationRecord]:
+    """The `records` an INSERT of them that wrote `count` rows stored: all of them when it wrote as
+    many (no user muted the category, the usual case), else those whose id `read(sql, params)`
+    (the driver's SQL, on the INSERT's connection) finds stored."""
+    if count == len(records):
+        return records
+    if count == 0:
+        return []
+    ids = orjson.dumps([n.id for n in records]).decode()
+    found = {notification_id for (notification_id,) in read(_stored_ids_sql(dialect_name), {"ids": ids})}
+    return [n for n in records if n.id in found]
+
+
+def _stored_ids_sql(dialect_name: str) -> str:
+    return f"SELECT id FROM {_TABLE.name} WHERE id {in_json_list('ids', dialect_name)}"
 
 
 @lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ from sqlalchemy import or_
 
 from app.extensions import db
 from app.models import Notification, NotificationRecord
-from app.services import inbox, preferences, reads, rows, topics
+from app.services import inbox, reads, rows, topics
 
 _TABLE = Notification.__table__
 
@@ -17,18 +17,19 @@ class NotificationStore:
 
     def insert(
         self, records: list[NotificationRecord], before_commit: Callable[[], None] | None = None
-    ) -> None:
-        """Write `records` in one transaction, with `before_commit` inside it; nothing on failure."""
+    ) -> list[NotificationRecord]:
+        """Write `records` in one transaction, with `before_commit` inside it, but not those whose
+        user muted their category; the records written. Nothing on failure."""
         if before_commit is None:
-            rows.insert_alone(records)
-            return
+            return rows.insert_alone(records)
         try:
-            rows.insert(records)
+            written = rows.insert(records)
             before_commit()
             db.session.commit()
         except Exception:
             db.session.rollback()
             raise
+        return written
 
     def claim(
         self, ids: Collection[str] = (), users: Collection[str] = (), received: bool = False
@@ -69,10 +70,6 @@ class NotificationStore:
     def confirm(self, notification_ids: list[str]) -> int:
         """Stamp `received_at` on these notifications (those not stamped yet); how many were."""
         return rows.confirm(notification_ids)
-
-    def muting(self, category: str, user_ids: Collection[str]) -> set[str]:
-        """Which of `user_ids` muted `category`."""
-        return preferences.muting(category, user_ids)
 
     def subscribers(self, topic: str, after: str | None, limit: int, joined_by: datetime) -> list[str]:
         """Up to `limit` users of `topic` in id order after `after`, who joined it by `joined_by`."""

@@ -17,11 +17,14 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.rows: dict[str, NotificationRecord] = {}
+        self.muted: set[tuple[str, str]] = set()  # (user, category)
 
-    def insert(self, records: list[NotificationRecord], before_commit: Callable[[], None] | None) -> None:
+    def insert(self, records: list[NotificationRecord], before_commit: Callable[[], None] | None) -> list:
+        written = [n for n in records if (n.user_id, n.category) not in self.muted]
         if before_commit is not None:
             before_commit()  # inside the transaction: nobody sees the rows yet
-        self.rows.update({n.id: replace(n) for n in records})
+        self.rows.update({n.id: replace(n) for n in written})
+        return written
 
     def claim(self, ids: Collection[str] = (), users: Collection[str] = (), received: bool = False) -> list:
         now, claimed = utcnow(), []

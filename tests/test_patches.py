@@ -56,3 +56,59 @@ def test_a_socket_handler_context_matches_no_url_and_http_routes_still_do(app, c
     for path in ("/socket.io", "/socket.iox", "/nope"):
         answer = client.get(path)
         assert answer.status_code == 404 and answer.get_json()["error"] == "not_found", path
+
+
+HEADER_BLOCKS = [
+    b"Host: x\r\nAuthorization: Bearer a.b.c\r\nContent-Length: 2\r\n\r\n",
+    b"Host: x\n\n",  # bare LF line ends
+    b"\r\n",  # no header at all
+    b"X-Blank:\r\nX-Spaces:   \t v  \r\nX-Colons: a:b::c\r\nX-Latin: caf\xe9\r\n\r\n",
+    b"Dup: 1\r\nDup: 2\r\nUPPER-lower_9: ~!#$%&'*+.^`|\r\n\r\n",
+    b"Folded: one\r\n  two\r\nNext: 3\r\n\r\n",  # an obsolete continuation line
+    b"No colon here\r\nHost: x\r\n\r\n",
+    b": empty name\r\nHost: x\r\n\r\n",
+    b"Bad Name: x\r\nHost: x\r\n\r\n",
+    b"Lone: a\rb\r\nHost: x\r\n\r\n",  # a CR the email parser takes as a line end
+    b"From someone\r\nHost: x\r\n\r\n",
+    b"Host: x\r\nTruncated: y\r\n",  # the connection ended before the blank line
+    b"Na\xefve: x\r\n\r\n",  # a name byte outside ASCII
+]
+
+
+@pytest.mark.parametrize("block", HEADER_BLOCKS)
+def test_request_headers_parse_as_the_standard_library_parses_them(block):
+    import http.client
+    import io
+
+    from app.realtime.patches import eventlet as corrections
+
+    corrections.plain_headers_parsed_directly()
+    standard = http.client.parse_headers.original
+    ours = http.client.parse_headers(io.BytesIO(block + b"body"), _class=corrections.RequestHeaders)
+    theirs = standard(io.BytesIO(block + b"body"), _class=corrections.RequestHeaders)
+    assert type(ours) is corrections.RequestHeaders
+    assert described(ours) == described(theirs)
+    assert ours.items() == theirs.items() and ours.get_payload() == theirs.get_payload()
+
+
+def described(message) -> dict:
+    """A message's state, its defects by kind (each defect is an object of its own)."""
+    state = dict(vars(message))
+    state["defects"] = [(type(d), str(d)) for d in state["defects"]]
+    return state
+
+
+def test_request_header_limits_are_the_standard_ones():
+    import http.client
+    import io
+
+    from app.realtime.patches import eventlet as corrections
+
+    corrections.plain_headers_parsed_directly()
+    many = b"".join(b"X-%d: v\r\n" % i for i in range(http.client._MAXHEADERS + 1)) + b"\r\n"
+    with pytest.raises(http.client.HTTPException, match="got more than"):
+        http.client.parse_headers(io.BytesIO(many), _class=corrections.RequestHeaders)
+    with pytest.raises(http.client.LineTooLong):
+        http.client.parse_headers(
+            io.BytesIO(b"X: " + b"v" * 70_000 + b"\r\n\r\n"), _class=corrections.RequestHeaders
+        )

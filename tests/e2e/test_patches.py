@@ -8,6 +8,7 @@ EXPECTED = {
     patches.eventlet.SMALL_READ_BUFFERS,
     patches.eventlet.REQUEST_DEADLINES,
     patches.eventlet.RELEASED_HTTP_STATE,
+    patches.eventlet.PLAIN_HEADERS,
     patches.engineio.MALFORMED_PACKETS,
     patches.engineio.CLOSE_WITHOUT_WAITING,
     patches.engineio.PING_SCHEDULER,

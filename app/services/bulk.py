@@ -21,6 +21,7 @@ from app.models import RECORD_COLUMNS, MutedCategory, Notification, Notification
 
 _TABLE = Notification.__table__
 _MUTED = MutedCategory.__tablename__
+_BY_ID = attrgetter("id")
 _NAMES = [f"raw_{column.key}" for column in RECORD_COLUMNS]
 ROWS = "raw_rows"  # the JSON array of the rows' varying values
 _PG = postgresql.dialect()
@@ -84,6 +85,7 @@ def insert_notifications(records: list[NotificationRecord], dialect, processors:
     converted once; the others go in one JSON array of rows, converting each distinct
     value once.
     """
+    records = sorted(records, key=_BY_ID)  # in key order: each index page is visited once (records.py)
     columns = [
         _column_values(records, column.key, process)
         for column, process in zip(RECORD_COLUMNS, processors, strict=True)

@@ -1,10 +1,16 @@
-"""Start-up refuses library versions the corrections of app/realtime/patches/ were not written for."""
+"""The corrections of app/realtime/patches/: start-up refuses library versions they were not written
+for, and each one keeps the behaviour it replaces."""
+
+import http.client
+import io
 
 import pytest
+from flask_limiter._manager import LimitManager
 
 from app import create_app
 from app.realtime import patches
 from app.realtime.patches import engineio
+from app.realtime.patches import eventlet as eventlet_corrections
 from config import TestingConfig
 
 
@@ -77,16 +83,11 @@ HEADER_BLOCKS = [
 
 @pytest.mark.parametrize("block", HEADER_BLOCKS)
 def test_request_headers_parse_as_the_standard_library_parses_them(block):
-    import http.client
-    import io
-
-    from app.realtime.patches import eventlet as corrections
-
-    corrections.plain_headers_parsed_directly()
+    eventlet_corrections.plain_headers_parsed_directly()
     standard = http.client.parse_headers.original
-    ours = http.client.parse_headers(io.BytesIO(block + b"body"), _class=corrections.RequestHeaders)
-    theirs = standard(io.BytesIO(block + b"body"), _class=corrections.RequestHeaders)
-    assert type(ours) is corrections.RequestHeaders
+    ours = http.client.parse_headers(io.BytesIO(block + b"body"), _class=eventlet_corrections.RequestHeaders)
+    theirs = standard(io.BytesIO(block + b"body"), _class=eventlet_corrections.RequestHeaders)
+    assert type(ours) is eventlet_corrections.RequestHeaders
     assert described(ours) == described(theirs)
     assert ours.items() == theirs.items() and ours.get_payload() == theirs.get_payload()
 
@@ -99,16 +100,59 @@ def described(message) -> dict:
 
 
 def test_request_header_limits_are_the_standard_ones():
-    import http.client
-    import io
-
-    from app.realtime.patches import eventlet as corrections
-
-    corrections.plain_headers_parsed_directly()
+    eventlet_corrections.plain_headers_parsed_directly()
     many = b"".join(b"X-%d: v\r\n" % i for i in range(http.client._MAXHEADERS + 1)) + b"\r\n"
     with pytest.raises(http.client.HTTPException, match="got more than"):
-        http.client.parse_headers(io.BytesIO(many), _class=corrections.RequestHeaders)
+        http.client.parse_headers(io.BytesIO(many), _class=eventlet_corrections.RequestHeaders)
     with pytest.raises(http.client.LineTooLong):
         http.client.parse_headers(
-            io.BytesIO(b"X: " + b"v" * 70_000 + b"\r\n\r\n"), _class=corrections.RequestHeaders
+            io.BytesIO(b"X: " + b"v" * 70_000 + b"\r\n\r\n"), _class=eventlet_corrections.RequestHeaders
         )
+
+
+def test_a_request_that_never_used_the_rate_limits_gets_no_limiter_state_and_one_that_did_is_reset(app):
+    limiter = app.extensions["rate_limits"].http
+    untouched = app.test_request_context("/socket.io/")
+    untouched.push()
+    untouched.pop()
+    assert not hasattr(untouched, "_limiter_request_context")
+    used = app.test_request_context("/v1/notifications")
+    used.push()
+    limiter.context.view_rate_limits.append("a limit")
+    used.pop()
+    assert used._limiter_request_context[limiter].view_rate_limits == []
+
+
+def resolved(manager, app) -> list[tuple]:
+    defaults, decorated = manager.resolve_limits(app, "notifications.create_notifications", "notifications")
+    return [(str(limit.limit), limit.scope) for limit in defaults + decorated]
+
+
+def test_an_endpoints_limits_resolve_as_upstream_and_a_limit_added_later_is_seen():
+    app = create_app(TestingConfig, RATE_LIMIT_ADMIN="5/second", RATE_LIMIT_USER="7/second")
+    limiter = app.extensions["rate_limits"].http
+    manager = limiter.limit_manager
+    assert manager.resolve_limits.once
+    upstream = LimitManager.resolve_limits.__get__(manager)
+    with app.test_request_context("/v1/admin/notifications", method="POST"):
+        first = resolved(manager, app)
+        assert first == [
+            (str(limit.limit), limit.scope)
+            for limit in sum(upstream(app, "notifications.create_notifications", "notifications"), [])
+        ]
+        assert {"5 per 1 second", "7 per 1 second"} <= {text for text, _scope in first}
+        assert resolved(manager, app) == first
+        limiter.shared_limit("3/second", scope="extra")(app.blueprints["notifications"])
+        assert ("3 per 1 second", "extra") in resolved(manager, app)
+
+
+def test_a_limit_given_as_a_callable_is_resolved_on_every_request():
+    app = create_app(TestingConfig)
+    limiter = app.extensions["rate_limits"].http
+    manager = limiter.limit_manager
+    current = ["2/second"]
+    limiter.shared_limit(lambda: current[0], scope="moving")(app.blueprints["notifications"])
+    with app.test_request_context("/v1/admin/notifications", method="POST"):
+        assert ("2 per 1 second", "moving") in resolved(manager, app)
+        current[0] = "9/second"
+        assert ("9 per 1 second", "moving") in resolved(manager, app)

@@ -20,6 +20,7 @@ from app.realtime.patches import (
     eventlet,
     eventlet_websocket,
     flask_jwt_extended,
+    flask_limiter,
     flask_socketio,
     limits,
     socketio,
@@ -35,6 +36,7 @@ MODULES = (
     socketio_manager,
     flask_socketio,
     flask_jwt_extended,
+    flask_limiter,
     limits,
 )
 # Log line that a test reads (tests/support/logs.py): the corrections in effect in this process.
@@ -64,6 +66,7 @@ def apply(
     socketio.apply(server, allow_event)
     flask_socketio.apply(app)
     flask_jwt_extended.apply(jwt)
+    flask_limiter.apply(app, app.extensions["rate_limits"].http)
     limits.apply()
     return in_effect(app, server, jwt)
 
@@ -73,4 +76,9 @@ def in_effect(app: Flask, server: Server, jwt: JWTManager) -> list[str]:
     found = eventlet.in_effect(server) + engineio.in_effect(server) + engineio_websocket.in_effect(server)
     found += socketio.in_effect(server)
     found += socketio_manager.in_effect(server)
-    return found + flask_socketio.in_effect(app) + flask_jwt_extended.in_effect(jwt) + limits.in_effect()
+    found += (
+        flask_socketio.in_effect(app)
+        + flask_jwt_extended.in_effect(jwt)
+        + flask_limiter.in_effect(app, app.extensions["rate_limits"].http)
+    )
+    return found + limits.in_effect()

@@ -293,6 +293,23 @@ def test_a_new_token_is_decoded_once_and_a_refused_one_keeps_its_answer(client, 
     assert response.get_json()["message"] == "The token has expired."
 
 
+def test_a_tokens_header_is_parsed_once_and_each_request_sees_it(client, app, monkeypatch):
+    from flask_jwt_extended import get_jwt_header, verify_jwt_in_request
+
+    parsed = []
+    real = pyjwt.get_unverified_header
+    monkeypatch.setattr(pyjwt, "get_unverified_header", lambda t: parsed.append(1) or real(t))
+    claims = {"sub": "alice", "exp": int(time.time()) + 60}
+    token = pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], "HS256", headers={"kid": "k1"})
+    for _ in range(3):
+        with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
+            verify_jwt_in_request()
+            header = get_jwt_header()
+            assert header == {"alg": "HS256", "typ": "JWT", "kid": "k1"}
+            header["kid"] = "changed by a caller"
+    assert len(parsed) == 1
+
+
 @pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Token x"])
 def test_missing_or_malformed_authorization_header_is_401(client, header):
     headers = {"Authorization": header} if header else {}

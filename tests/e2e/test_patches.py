@@ -24,6 +24,7 @@ EXPECTED = {
     patches.flask_socketio.NO_URL_MATCH,
     patches.flask_jwt_extended.SINGLE_DECODE,
     patches.flask_jwt_extended.TOKEN_CACHE,
+    patches.flask_jwt_extended.HEADER_ONCE,
     patches.flask_limiter.STATE_ONLY_WHEN_USED,
     patches.flask_limiter.RESOLVED_ONCE,
     patches.limits.SWEEP_EVERY_SECOND,

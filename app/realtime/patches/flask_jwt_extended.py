@@ -1,10 +1,10 @@
-"""Corrections to Flask-JWT-Extended (4.7.4): a token decoded once per verification, and verified
-tokens remembered until they expire."""
+"""Corrections to Flask-JWT-Extended (4.7.4): a token decoded once per verification, verified
+tokens remembered until they expire, and a verified token's header parsed once."""
 
 import time
 
 from flask import current_app
-from flask_jwt_extended import JWTManager, jwt_manager
+from flask_jwt_extended import JWTManager, jwt_manager, view_decorators
 from flask_jwt_extended.default_callbacks import default_decode_key_callback
 
 PACKAGE = "flask-jwt-extended"
@@ -12,6 +12,7 @@ WRITTEN_FOR = "4.7.4"
 
 SINGLE_DECODE = "flask_jwt_extended: a token decoded once per verification"
 TOKEN_CACHE = "flask_jwt_extended: verified tokens remembered until exp"
+HEADER_ONCE = "flask_jwt_extended: a verified token's header parsed once"
 MAX_ENTRIES = 10_000
 clock = time.time
 
@@ -54,6 +55,35 @@ def apply(jwt: JWTManager) -> None:
 
     decode.remembers = True
     jwt._decode_jwt_from_config = decode
+    headers_parsed_once()
+
+
+def headers_parsed_once() -> None:
+    """Make a request's verification parse each token's header once, not once per request.
+
+    Upstream limitation: after a token is verified (which `apply` remembers), the library
+    parses its header again (`get_unverified_jwt_headers`, base64 and JSON) to keep it for
+    `get_jwt_header()`: 2.6 % of a POST's CPU, on every request with the same token. The
+    header is a function of the token's text alone, so it is kept by text (at most
+    MAX_ENTRIES tokens, the oldest forgotten first); each caller gets a copy. Only this
+    call site, which runs after the token was verified, is replaced.
+    """
+    parse = view_decorators.get_unverified_jwt_headers
+    if getattr(parse, "remembers", False):
+        return
+    kept: dict[str, dict] = {}
+
+    def get_unverified_jwt_headers(encoded_token: str) -> dict:
+        header = kept.get(encoded_token)
+        if header is None:
+            header = parse(encoded_token)
+            if len(kept) >= MAX_ENTRIES:
+                del kept[next(iter(kept))]
+            kept[encoded_token] = header
+        return dict(header)
+
+    get_unverified_jwt_headers.remembers = True
+    view_decorators.get_unverified_jwt_headers = get_unverified_jwt_headers
 
 
 def _decoding_once(jwt: JWTManager, original):
@@ -83,4 +113,7 @@ def _decoding_once(jwt: JWTManager, original):
 
 def in_effect(jwt: JWTManager) -> list[str]:
     """The names of this module's corrections in effect for `jwt`."""
-    return [SINGLE_DECODE, TOKEN_CACHE] if getattr(jwt._decode_jwt_from_config, "remembers", False) else []
+    found = [SINGLE_DECODE, TOKEN_CACHE] if getattr(jwt._decode_jwt_from_config, "remembers", False) else []
+    if getattr(view_decorators.get_unverified_jwt_headers, "remembers", False):
+        found.append(HEADER_ONCE)
+    return found

@@ -80,6 +80,9 @@ def configure_logging(app: Flask) -> None:
     # No format shows a thread: under eventlet they are green threads of one OS thread, and
     # naming one (eventlet's threading.current_thread) was two thirds of a log record's cost.
     logging.logThreads = logging.logMultiprocessing = False
+    # Nor where a line was logged from: finding it walks the stack for every record (the
+    # logging HOWTO's "Optimization": records then carry no file, line or function).
+    logging._srcfile = None
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=app.config["LOG_LEVEL"],

@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 
 from app.auth import create_token
 from app.models import NotificationStatus
-from app.schemas import CreateNotificationsSchema, notification_to_wire, valid_name
+from app.schemas import CreateNotificationsSchema, notifications_to_wire, valid_name
 from app.schemas.topics import SubscribersBodySchema
 from app.services import delivery, retention, topics
 
@@ -64,7 +64,7 @@ def _send_here(data: dict) -> dict:
     if "topic" in data:
         return delivery.fanout().to_topic(data["topic"], data["message"], **content).to_wire()
     sent = delivery.fanout().to_users(data["user_ids"], data["message"], **content)
-    return {"notifications": [notification_to_wire(n) for n in sent.created], "skipped": sent.skipped}
+    return {"notifications": notifications_to_wire(sent.created), "skipped": sent.skipped}
 
 
 def _summary(answer: dict) -> str:

@@ -10,7 +10,7 @@ from app.extensions import db
 from app.models import RECORD_COLUMNS, MutedCategory, Notification, NotificationRecord
 from app.protocol import NotificationStatus
 from app.records import new_records
-from app.schemas import notification_to_wire
+from app.schemas import notification_to_wire, notifications_to_wire
 from app.services import rows
 
 AWKWARD = [
@@ -242,3 +242,14 @@ def test_a_fan_outs_ids_ascend_with_its_user_ids_and_its_records_keep_the_given_
     assert [n.user_id for n in made] == users
     by_user = sorted(made, key=lambda n: n.user_id)
     assert [n.id for n in by_user] == sorted(n.id for n in made)
+
+
+@pytest.mark.parametrize("sender", [False, True])
+def test_the_views_of_many_rows_equal_each_rows_own_view(sender):
+    records = fan_out(30) + all_varying(12) + fan_out(5)
+    for n in records[:30:4]:
+        n.status, n.delivered_at = NotificationStatus.DELIVERED, T0 + timedelta(seconds=1)
+    records[31].message = records[30].message  # equal, but not the same object
+    views = notifications_to_wire(records, sender=sender)
+    assert views == [notification_to_wire(n, sender=sender) for n in records]
+    assert len({id(view) for view in views}) == len(views)

@@ -11,6 +11,7 @@ from app.schemas import (
     CreateNotificationsSchema,
     ListQuerySchema,
     notification_to_wire,
+    notifications_to_wire,
     utc_iso,
 )
 from app.services import delivery, idempotency, inbox
@@ -123,7 +124,7 @@ def create_notifications():
             )
         sent = delivery.fanout().to_users(data["user_ids"], data["message"], before_commit=claim, **content)
         return {
-            "notifications": [notification_to_wire(n, sender=True) for n in sent.created],
+            "notifications": notifications_to_wire(sent.created, sender=True),
             "skipped": sent.skipped,
         }
 

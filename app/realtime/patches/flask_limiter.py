@@ -111,10 +111,10 @@ def release_only_when_used(app: Flask, limiter: Limiter) -> None:
     original = Limiter._Limiter__release_context
     for position, func in enumerate(funcs):
         if getattr(func, "__func__", None) is original and func.__self__ is limiter:
-            funcs[position] = _release_when_used(limiter, func)
+            funcs[position] = _release_when_used(func)
 
 
-def _release_when_used(limiter: Limiter, release):
+def _release_when_used(release):
     def release_when_used(exc: BaseException | None = None) -> None:
         if hasattr(request_context(), _STATE):
             release(exc)

@@ -11,11 +11,10 @@ from flask import Flask
 
 from app import metrics
 from app.delivery import Delivery
-from app.extensions import db, jwt, socketio
+from app.extensions import jwt, socketio
 from app.realtime.patches import APPLIED_LOG, eventlet_websocket, in_effect
 from app.realtime.patches.eventlet import deadline_protocol
 from app.realtime.queue import ListeningRedisManager
-from app.services import checkpoints
 from app.services import delivery as current
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,8 @@ def _sweep_loop(app: Flask, delivery: Delivery, interval: float) -> None:
 
 
 def start_background_tasks(app: Flask) -> None:
-    """Subscribe to the message queue, start the presence heartbeat (multi-process only), the
-    sweeper of unconfirmed deliveries and, on a SQLite file, its checkpoints."""
+    """Subscribe to the message queue, start the presence heartbeat (multi-process only) and the
+    sweeper of unconfirmed deliveries."""
     manager = socketio.server.manager
     if isinstance(manager, ListeningRedisManager):
         manager.start_listening()
@@ -60,8 +59,6 @@ def start_background_tasks(app: Flask) -> None:
         socketio.start_background_task(_heartbeat_loop, app, delivery, app.config["PRESENCE_TTL"] / 3)
     interval = max(1.0, app.config["DELIVERY_CONFIRM_TIMEOUT"] / 3)
     socketio.start_background_task(_sweep_loop, app, delivery, interval)
-    with app.app_context():
-        checkpoints.start(db.engine, socketio.start_background_task, socketio.sleep)
 
 
 def raise_file_limit(connections: int) -> None:

@@ -5,9 +5,7 @@ from collections import Counter
 
 import requests
 
-from app.services import checkpoints
 from tests.support.clients import connect
-from tests.support.waiting import wait_for
 
 
 # Default settings: an admin sending as fast as the server answers is never refused.
@@ -84,19 +82,3 @@ def test_connects_and_disconnects_during_sends_lose_nothing(live_server, socket_
     assert live_server.rows(
         "SELECT count(*) FROM notifications WHERE user_id = ? AND status = 'PENDING'", (user,)
     ) == [(0,)]
-
-
-# SQLite: the server copies what sends commit into the database file from a thread of its
-# own (app/services/checkpoints.py), even a send far too small for SQLite's own mark.
-def test_the_server_copies_committed_sends_into_the_database_file(live_server):
-    started = checkpoints.STARTED_LOG % (checkpoints.INTERVAL_SECONDS, checkpoints.BACKSTOP_PAGES)
-    assert started in live_server.log_since_start()
-    before = live_server.db_path.stat().st_size
-
-    live_server.send([f"w{i}" for i in range(300)], "into the file")  # about 30 pages of log
-
-    wait_for(
-        lambda: live_server.db_path.stat().st_size > before,
-        message="the server's checkpoint to copy the rows into the database file",
-    )
-    assert live_server.rows("SELECT count(*) FROM notifications") == [(300,)]
